@@ -1,0 +1,177 @@
+"""What the models eat: frame sampling, the train/validation split, pair files and patch batches.
+
+Training data is held in memory as uint8 (on the training device when it fits); random crops and
+flips are cut per batch from those tensors, so there are no DataLoader workers to stall.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_output
+
+
+def sample_indices(n_frames: int, count: int) -> np.ndarray:
+    """`count` frame indices spread evenly over the video (all frames when it is short)."""
+    if count >= n_frames:
+        return np.arange(n_frames)
+    return np.unique(np.linspace(0, n_frames - 1, count).round().astype(int))
+
+
+def split_train_val(indices: np.ndarray, val_fraction: float, segments: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out whole stretches of the video, not every k-th frame: neighbouring frames are
+    near-duplicates, and a validation frame next to a training frame would flatter overfitting.
+
+    The sampled indices are cut into `segments` × 2 consecutive chunks; from each pair of chunks
+    the validation set takes the tail part of the second, so held-out frames come from all over.
+    """
+    n = len(indices)
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    if n_val == 0 or n < 2:
+        return indices, indices[:0]
+    n_val = min(n_val, n - 1)
+    chunks = np.array_split(np.arange(n), min(segments, n_val))
+    per_chunk = np.array_split(np.arange(n_val), len(chunks))
+    val_pos = np.concatenate([chunk[len(chunk) - len(take):] for chunk, take in zip(chunks, per_chunk, strict=True)])
+    mask = np.zeros(n, bool)
+    mask[val_pos] = True
+    return indices[~mask], indices[mask]
+
+
+def save_frames(path: str | Path, frames: np.ndarray, indices: np.ndarray, **extra: np.ndarray) -> None:
+    """One .npz per sample set (not a file per frame)."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, frames=frames, indices=indices, **extra)
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def save_pairs(path: str | Path, lr: np.ndarray, hr: np.ndarray, is_val: np.ndarray, indices: np.ndarray) -> None:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, lr=lr, hr=hr, is_val=is_val, indices=indices)
+
+
+class PatchBatches:
+    """An iterable of (lr, hr) float batches cut at random from in-memory uint8 pairs.
+
+    `lr_images[i]` and `hr_images[i]` are (h, w, 3) and (h·scale, w·scale, 3) uint8 arrays.
+    Each epoch yields `steps` batches of `batch_size` random patches with random flips and
+    90° rotations; the generator is seeded so runs repeat exactly on CPU.
+    """
+
+    def __init__(self, lr_images: list[np.ndarray], hr_images: list[np.ndarray], scale: int, patch: int,
+                 batch_size: int, steps: int, seed: int = 0, device: str | torch.device = "cpu",
+                 augment: bool = True):
+        if not lr_images:
+            raise ValueError("no training pairs")
+        self.scale, self.batch_size, self.steps, self.augment = scale, batch_size, steps, augment
+        self.device = torch.device(device)
+        smallest = min(min(im.shape[:2]) for im in lr_images)
+        self.patch = min(patch, smallest)
+        self.lr = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device) for im in lr_images]
+        self.hr = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device) for im in hr_images]
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.gen))
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        p, s = self.patch, self.scale
+        lrs, hrs = [], []
+        for _ in range(self.batch_size):
+            i = self._randint(len(self.lr))
+            lr, hr = self.lr[i], self.hr[i]
+            y, x = self._randint(lr.shape[1] - p + 1), self._randint(lr.shape[2] - p + 1)
+            lrs.append(lr[:, y : y + p, x : x + p])
+            hrs.append(hr[:, y * s : (y + p) * s, x * s : (x + p) * s])
+        lr_b = torch.stack(lrs).float().div_(255)
+        hr_b = torch.stack(hrs).float().div_(255)
+        if self.augment:
+            if self._randint(2):
+                lr_b, hr_b = lr_b.flip(-1), hr_b.flip(-1)
+            if self._randint(2):
+                lr_b, hr_b = lr_b.flip(-2), hr_b.flip(-2)
+            if self._randint(2):
+                lr_b, hr_b = lr_b.transpose(-1, -2), hr_b.transpose(-1, -2)
+        return lr_b.contiguous(), hr_b.contiguous()
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            yield self.batch()
+
+
+class FixedBatches:
+    """Whole validation pairs, a few at a time (same-size frames stack into batches)."""
+
+    def __init__(self, lr_images: list[np.ndarray], hr_images: list[np.ndarray], batch_size: int = 4,
+                 device: str | torch.device = "cpu"):
+        self.lr_images, self.hr_images = lr_images, hr_images
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return (len(self.lr_images) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        for start in range(0, len(self.lr_images), self.batch_size):
+            lr = np.stack(self.lr_images[start : start + self.batch_size])
+            hr = np.stack(self.hr_images[start : start + self.batch_size])
+            yield (torch.from_numpy(lr).permute(0, 3, 1, 2).to(self.device).float().div_(255),
+                   torch.from_numpy(hr).permute(0, 3, 1, 2).to(self.device).float().div_(255))
+
+
+# Photos bundled with scikit-image. The demo clips are made from DEMO_PHOTOS, so pretraining on
+# "skimage" leaves those out: the base model must not have seen the demo's ground truth.
+SKIMAGE_PHOTOS = ("chelsea", "hubble_deep_field", "immunohistochemistry", "retina", "stereo_motorcycle",
+                  "brick", "camera", "grass", "gravel", "moon", "coins", "clock", "page", "text")
+DEMO_PHOTOS = ("coffee", "astronaut", "rocket")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def load_image_sources(sources: list[str], max_images: int = 1000, min_side: int = 32) -> list[np.ndarray]:
+    """uint8 RGB images from "skimage" and/or folders (searched recursively, sorted)."""
+    from PIL import Image
+
+    images: list[np.ndarray] = []
+    for source in sources:
+        if source == "skimage":
+            import skimage.data
+
+            for name in SKIMAGE_PHOTOS:
+                image = getattr(skimage.data, name)()
+                if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+                    image = image[0]
+                images.append(_as_rgb(np.asarray(image)))
+            continue
+        folder = Path(source)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"pretrain image folder {folder} not found; fix pretrain.images in the config.")
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"pretrain image folder {folder} has no images ({sorted(IMAGE_SUFFIXES)}).")
+        for file in files:
+            with Image.open(file) as im:
+                images.append(np.asarray(im.convert("RGB")))
+    images = [im for im in images if min(im.shape[:2]) >= min_side]
+    return images[:max_images]
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3].astype(np.uint8))

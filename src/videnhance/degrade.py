@@ -1,0 +1,142 @@
+"""Degradations: the evaluation downscale ("BI"/"BD") and the seeded training-pair chain.
+
+Resizing is `torch.nn.functional.interpolate(mode="bicubic", antialias=True)` (close to, not the
+same as, MATLAB's imresize; the report says so). JPEG goes through Pillow, as in fastai's crappify.
+All functions take and return uint8 RGB arrays shaped (H, W, 3) or batches (n, H, W, 3).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (n, H, W, 3) → float32 (n, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (n, 3, H, W) in [0, 1] → uint8 (n, H, W, 3), rounded: what a viewer would get."""
+    return images.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def resize(frames: np.ndarray, size: tuple[int, int], mode: str = "bicubic") -> np.ndarray:
+    """Resize a uint8 batch (n, H, W, 3) to size=(h, w); antialiased when shrinking."""
+    return to_uint8(resize_tensor(to_tensor(frames), size, mode))
+
+
+def resize_tensor(images: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    if mode not in ("bicubic", "bilinear", "area", "nearest"):
+        raise ValueError(f"unknown resize mode {mode!r}")
+    if mode in ("area", "nearest"):
+        return F.interpolate(images, size=size, mode=mode)
+    shrink = size[0] < images.shape[-2] or size[1] < images.shape[-1]
+    return F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=shrink)
+
+
+def gaussian_kernel(sigma: float, radius: int | None = None) -> torch.Tensor:
+    radius = radius if radius is not None else max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def gaussian_blur_tensor(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    if sigma <= 0:
+        return images
+    k = gaussian_kernel(sigma).to(images)
+    r = (len(k) - 1) // 2
+    c = images.shape[1]
+    x = F.pad(images, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def eval_degrade(frames: np.ndarray, scale: int, kind: str = "BI") -> np.ndarray:
+    """The benchmark input made from ground truth: "BI" = bicubic ×1/scale with antialiasing,
+    "BD" = Gaussian blur σ=1.6 then subsampling. At scale 1 both blur (σ=1) so there is
+    something to restore."""
+    n, h, w, _ = frames.shape
+    if h % scale or w % scale:
+        raise ValueError(f"frame size {w}x{h} is not divisible by scale {scale}")
+    x = to_tensor(frames)
+    if scale == 1:
+        return to_uint8(gaussian_blur_tensor(x, 1.0))
+    if kind == "BI":
+        return to_uint8(resize_tensor(x, (h // scale, w // scale), "bicubic"))
+    if kind == "BD":
+        return to_uint8(gaussian_blur_tensor(x, 1.6)[..., scale // 2 :: scale, scale // 2 :: scale])
+    raise ValueError(f"unknown benchmark degradation {kind!r} (use BI or BD)")
+
+
+def crop_to_multiple(frames: np.ndarray, multiple: int) -> np.ndarray:
+    """Trim the bottom/right so both sides are multiples of `multiple` (top-left kept)."""
+    h, w = frames.shape[-3:-1]
+    return frames[..., : h - h % multiple, : w - w % multiple, :]
+
+
+@dataclass
+class DegradeChain:
+    """The training-pair degradation (config key `degrade`), applied per image with its own RNG.
+
+    Order: Gaussian blur (σ drawn from `blur_sigma`), downscale by the model's scale with a kernel
+    drawn from `downscale`, then JPEG at a quality drawn from `jpeg_quality` (fastai's crappify
+    does downscale + JPEG). `jpeg_prob` is the chance a pair gets JPEG at all.
+    """
+
+    downscale: list[str] = field(default_factory=lambda: ["bicubic"])
+    blur_sigma: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    jpeg_quality: list[int] = field(default_factory=lambda: [90, 100])
+    jpeg_prob: float = 0.0
+    noise_sigma: list[float] = field(default_factory=lambda: [0.0, 0.0])
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> DegradeChain:
+        known = {k: cfg[k] for k in ("downscale", "blur_sigma", "jpeg_quality", "jpeg_prob", "noise_sigma") if k in cfg}
+        return cls(**known)
+
+    def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+        """Degrade one uint8 (H, W, 3) image whose sides are multiples of `scale`."""
+        h, w, _ = image.shape
+        x = to_tensor(image[None])
+        sigma = float(rng.uniform(*self.blur_sigma))
+        x = gaussian_blur_tensor(x, sigma)
+        mode = str(rng.choice(self.downscale))
+        if scale > 1:
+            x = resize_tensor(x, (h // scale, w // scale), mode)
+        noise = float(rng.uniform(*self.noise_sigma))
+        if noise > 0:
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            x = x + torch.randn(x.shape, generator=gen) * (noise / 255)
+        out = to_uint8(x)[0]
+        if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:
+            out = jpeg(out, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        return out
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def make_pairs(hr_images: list[np.ndarray], scale: int, chain: DegradeChain, seed: int,
+               copies: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Training pairs (lr, hr): each HR image trimmed to a multiple of `scale`, degraded
+    `copies` times with a seeded RNG. Returns parallel lists (images may differ in size)."""
+    rng = np.random.default_rng(seed)
+    lrs, hrs = [], []
+    for image in hr_images:
+        hr = crop_to_multiple(image, scale)
+        for _ in range(copies):
+            lrs.append(chain.apply(hr, scale, rng))
+            hrs.append(hr)
+    return lrs, hrs

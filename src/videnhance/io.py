@@ -1,0 +1,390 @@
+"""Video in and out: probe, streaming decode into uint8 batches, streaming encode, mux.
+
+Frames travel through ffmpeg pipes as raw RGB24 (no file per frame). The ffmpeg binary is the
+static one shipped by imageio-ffmpeg, so no system ffmpeg is needed. Probing uses PyAV, because
+that binary comes without ffprobe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class VideoError(RuntimeError):
+    """A video could not be read or written; the message names the file and what to do."""
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: $VIDENHANCE_FFMPEG, else imageio-ffmpeg's bundled static build."""
+    exe = os.environ.get("VIDENHANCE_FFMPEG")
+    if exe:
+        return exe
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass
+class VideoMeta:
+    """What the pipeline needs to know about a video, as written to meta.json by `probe`."""
+
+    path: str
+    width: int  # display size (after rotation), the size decoded frames come out in
+    height: int
+    fps_num: int
+    fps_den: int
+    frames: int
+    duration: float
+    codec: str
+    pix_fmt: str
+    rotation: int = 0
+    audio: list[dict] = field(default_factory=list)
+    subtitles: list[dict] = field(default_factory=list)
+
+    @property
+    def fps(self) -> Fraction:
+        return Fraction(self.fps_num, self.fps_den)
+
+    def to_json(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> VideoMeta:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it into place only if the block succeeds.
+
+    A crash or kill leaves at most a hidden `.partial` file, never a complete-looking output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def probe(path: str | Path) -> VideoMeta:
+    """Read a video's metadata with PyAV; counts frames by demuxing when the container has no count."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such file. Check the path in your video sheet or glob.")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: the file is empty. Re-copy or re-download it, or remove it from the sheet.")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise VideoError(f"{path}: not a readable video ({err}). Check it plays, or remove it from the sheet.") from err
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: has no video stream (audio only?). Remove it from the sheet.")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise VideoError(f"{path}: frame rate unknown. Remux it with a frame rate (ffmpeg -r).")
+        audio = [
+            {"index": s.index, "codec": s.codec_context.name, "sample_rate": s.codec_context.sample_rate,
+             "channels": s.codec_context.channels}
+            for s in container.streams.audio
+        ]
+        subtitles = [{"index": s.index, "codec": s.codec_context.name} for s in container.streams.subtitles]
+        codec = stream.codec_context.name
+        pix_fmt = stream.codec_context.pix_fmt or ""
+        width, height = stream.codec_context.width, stream.codec_context.height
+        duration = float(container.duration / 1_000_000) if container.duration else 0.0
+        rotation = 0
+        frames = 0
+        try:
+            for frame in container.decode(stream):
+                rotation = int(getattr(frame, "rotation", 0) or 0)
+                frames = 1
+                break
+        except av.error.FFmpegError as err:
+            raise VideoError(f"{path}: the video stream cannot be decoded ({err}). The file may be truncated or corrupt.") from err
+        if frames == 0:
+            raise VideoError(f"{path}: the video stream has no frames. Remove it from the sheet.")
+    frames = count_frames(path)
+    if rotation % 180:
+        width, height = height, width
+    if not duration:
+        duration = float(frames / rate)
+    return VideoMeta(
+        path=str(path), width=width, height=height, fps_num=rate.numerator, fps_den=rate.denominator,
+        frames=frames, duration=duration, codec=codec, pix_fmt=pix_fmt, rotation=rotation,
+        audio=audio, subtitles=subtitles,
+    )
+
+
+def count_frames(path: str | Path) -> int:
+    """Exact number of decodable frames, counted the way the decoder will deliver them."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+           "-fps_mode", "passthrough", "-f", "null", "-progress", "pipe:1", "-"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VideoError(f"{path}: ffmpeg cannot decode it: {proc.stderr.strip()[-400:]}")
+    counts = [int(line.split("=", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("frame=")]
+    if not counts or counts[-1] == 0:
+        raise VideoError(f"{path}: the video stream has no decodable frames. Remove it from the sheet.")
+    return counts[-1]
+
+
+class FrameReader:
+    """Decode a video's first video stream into batches of uint8 RGB frames, shape (n, H, W, 3).
+
+    ffmpeg decodes in its own process; a thread reads ahead into a bounded queue so decoding
+    overlaps with whatever consumes the batches, and memory stays flat in video length.
+    """
+
+    def __init__(self, path: str | Path, meta: VideoMeta | None = None, batch_size: int = 8, prefetch: int = 2):
+        self.path = Path(path)
+        self.meta = meta or probe(path)
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+
+    def _command(self) -> list[str]:
+        return [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:v:0",
+                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        h, w = self.meta.height, self.meta.width
+        frame_bytes = h * w * 3
+        proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def pump() -> None:
+            try:
+                while not stop.is_set():
+                    buf = proc.stdout.read(frame_bytes * self.batch_size)
+                    if not buf:
+                        break
+                    n = len(buf) // frame_bytes
+                    if n:
+                        batches.put(np.frombuffer(buf[: n * frame_bytes], np.uint8).reshape(n, h, w, 3))
+                    if len(buf) < frame_bytes * self.batch_size:
+                        break
+            finally:
+                batches.put(None)
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        delivered = 0
+        try:
+            while (batch := batches.get()) is not None:
+                delivered += len(batch)
+                yield batch
+        finally:
+            stop.set()
+            if proc.poll() is None and delivered < self.meta.frames:
+                proc.kill()
+            while thread.is_alive():  # drain so the pump can finish
+                try:
+                    batches.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            proc.stdout.close()
+            stderr = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+            code = proc.wait()
+        if code != 0:
+            raise VideoError(f"{self.path}: decoding failed after {delivered} frames: {stderr.strip()[-400:]}")
+        if delivered != self.meta.frames:
+            raise VideoError(
+                f"{self.path}: decoded {delivered} frames, probe counted {self.meta.frames}. "
+                "The file may be truncated or corrupt; re-copy it."
+            )
+
+    def read_selected(self, indices: list[int] | np.ndarray) -> np.ndarray:
+        """Return only the frames at `indices` (sorted), decoding the stream once."""
+        wanted = np.asarray(sorted(set(int(i) for i in indices)))
+        out = np.empty((len(wanted), self.meta.height, self.meta.width, 3), np.uint8)
+        pos = 0
+        start = 0
+        for batch in self:
+            stop = start + len(batch)
+            while pos < len(wanted) and wanted[pos] < stop:
+                out[pos] = batch[wanted[pos] - start]
+                pos += 1
+            start = stop
+        if pos != len(wanted):
+            raise VideoError(f"{self.path}: asked for frame {wanted[pos]} of {start}.")
+        return out
+
+
+@dataclass
+class EncodeSettings:
+    """How video is encoded (config key `encode`)."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    pix_fmt: str = "yuv420p"
+
+    def args(self, width: int, height: int) -> list[str]:
+        if self.codec == "ffv1":  # lossless RGB: what evaluation and the benchmark input use
+            return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp"]
+        pix_fmt = self.pix_fmt
+        if pix_fmt.startswith("yuv420") and (width % 2 or height % 2):
+            pix_fmt = pix_fmt.replace("420", "444")  # 4:2:0 needs even sizes
+        args = ["-c:v", self.codec, "-pix_fmt", pix_fmt]
+        if self.codec in ("libx264", "libx265"):
+            args += ["-crf", str(self.crf), "-preset", self.preset]
+        elif self.codec == "libsvtav1":
+            args += ["-crf", str(self.crf), "-preset", "8"]
+        return args
+
+
+LOSSLESS = EncodeSettings(codec="ffv1")
+
+
+class FrameWriter:
+    """Encode uint8 RGB batches (n, H, W, 3) into a video file through an ffmpeg pipe.
+
+    Use as a context manager: the file appears under its final name only after ffmpeg finished
+    cleanly; a failure or kill leaves no complete-looking file. Writing runs in a thread.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction,
+                 settings: EncodeSettings | None = None, queue_size: int = 2):
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, Fraction(fps)
+        self.settings = settings or EncodeSettings()
+        self.frames = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> FrameWriter:
+        self._ctx = atomic_output(self.path)
+        self._tmp = self._ctx.__enter__()
+        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{self.width}x{self.height}", "-r", f"{self.fps.numerator}/{self.fps.denominator}",
+               "-i", "-", *self.settings.args(self.width, self.height), str(self._tmp)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+        return self
+
+    def _pump(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._proc.stdin.write(batch.tobytes())
+                except (BrokenPipeError, OSError) as err:
+                    self._error = err
+
+    def write(self, batch: np.ndarray) -> None:
+        if batch.dtype != np.uint8 or batch.shape[1:] != (self.height, self.width, 3):
+            raise ValueError(f"expected uint8 frames of {(self.height, self.width, 3)}, got {batch.dtype} {batch.shape}")
+        if self._error is not None:
+            raise VideoError(f"{self.path}: encoder stopped: {self._stderr()}")
+        self._queue.put(np.ascontiguousarray(batch))
+        self.frames += len(batch)
+
+    def _stderr(self) -> str:
+        try:
+            return self._proc.stderr.read().decode(errors="replace").strip()[-400:]
+        except ValueError:
+            return ""
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        if exc_type is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._ctx.__exit__(exc_type, exc, tb)
+            return
+        code = self._proc.wait()
+        if code != 0 or self._error is not None:
+            message = self._stderr()
+            err = VideoError(f"{self.path}: encoding failed (ffmpeg exit {code}): {message or self._error}. "
+                             "Check free disk space and the encode settings.")
+            self._ctx.__exit__(VideoError, err, None)
+            raise err
+        self._ctx.__exit__(None, None, None)
+
+
+def run_ffmpeg(args: list[str], what: str) -> None:
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-y", "-v", "error", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VideoError(f"{what}: ffmpeg failed: {proc.stderr.strip()[-600:]}")
+
+
+def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
+        settings: EncodeSettings | None = None, source_meta: VideoMeta | None = None) -> None:
+    """Put the enhanced video stream together with the source's audio and subtitles (copied).
+
+    `settings=None` copies the video stream as is; otherwise it is encoded with `settings`.
+    """
+    meta = source_meta or probe(source_path)
+    out_path = Path(out_path)
+    video_codec = ["-c:v", "copy"]
+    if settings is not None:
+        vmeta = probe(video_path)
+        video_codec = settings.args(vmeta.width, vmeta.height)
+    subtitle_codec = ["-c:s", "copy"]
+    if out_path.suffix.lower() == ".mkv" and any(s["codec"] == "mov_text" for s in meta.subtitles):
+        subtitle_codec = ["-c:s", "srt"]  # Matroska cannot hold mov_text; srt keeps the text
+    with atomic_output(out_path) as tmp:
+        run_ffmpeg(
+            ["-i", str(video_path), "-i", str(source_path), "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
+             *video_codec, "-c:a", "copy", *subtitle_codec, "-map_metadata", "1", str(tmp)],
+            what=f"{out_path} (mux of {video_path} with the audio of {source_path})",
+        )
+
+
+def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: str | Path,
+                 settings: EncodeSettings | None = None) -> None:
+    """Comparison clip: the input upscaled with bicubic (left) next to the enhanced video (right)."""
+    emeta = probe(enhanced_path)
+    settings = settings or EncodeSettings(crf=20)
+    width = 2 * emeta.width
+    with atomic_output(out_path) as tmp:
+        run_ffmpeg(
+            ["-i", str(input_path), "-i", str(enhanced_path), "-filter_complex",
+             f"[0:v:0]scale={emeta.width}:{emeta.height}:flags=bicubic,setsar=1[l];[1:v:0]setsar=1[r];"
+             "[l][r]hstack=inputs=2[v]",
+             "-map", "[v]", *settings.args(width, emeta.height), str(tmp)],
+            what=f"{out_path} (side-by-side of {input_path} and {enhanced_path})",
+        )
+
+
+def has_ffmpeg() -> bool:
+    try:
+        return Path(ffmpeg_exe()).exists() or shutil.which(ffmpeg_exe()) is not None
+    except Exception:  # noqa: BLE001 - imageio-ffmpeg raises several kinds when missing
+        return False

@@ -1,0 +1,50 @@
+"""Image quality the way the super-resolution literature computes it.
+
+Y of BT.601 in [16, 235] (Y = 16 + 65.481 R + 128.553 G + 24.966 B, RGB in [0, 1]), float64,
+PSNR with peak 255, SSIM with an 11×11 Gaussian window σ = 1.5 (scikit-image). Inputs are uint8
+RGB (H, W, 3) frames, i.e. scored after rounding to 8 bits. Border crop is configurable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB (…, 3) → float64 Y of BT.601 in [16, 235]. Channel order must be RGB."""
+    return 16.0 + image.astype(np.float64) @ _Y_WEIGHTS
+
+
+def _crop(image: np.ndarray, border: int) -> np.ndarray:
+    return image[border:-border, border:-border] if border else image
+
+
+def psnr(reference: np.ndarray, test: np.ndarray, border: int = 0) -> float:
+    """PSNR (dB, peak 255) of two arrays of the same shape, on float64 values in [0, 255]."""
+    a, b = _crop(reference, border).astype(np.float64), _crop(test, border).astype(np.float64)
+    if np.array_equal(a, b):
+        return float("inf")
+    return float(peak_signal_noise_ratio(a, b, data_range=255))
+
+
+def ssim_y(reference_y: np.ndarray, test_y: np.ndarray, border: int = 0) -> float:
+    a, b = _crop(reference_y, border), _crop(test_y, border)
+    win = min(11, *a.shape)  # tiny frames: the window may not exceed the image
+    win -= 1 - win % 2
+    return float(structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                       data_range=255, win_size=win))
+
+
+def score_frame(reference: np.ndarray, test: np.ndarray, border: int = 0) -> dict[str, float]:
+    """Y-PSNR, Y-SSIM and RGB-PSNR of one uint8 RGB frame against its reference."""
+    if reference.shape != test.shape:
+        raise ValueError(f"shape mismatch: reference {reference.shape}, test {test.shape}")
+    ref_y, test_y = rgb_to_y(reference), rgb_to_y(test)
+    return {
+        "psnr_y": psnr(ref_y, test_y, border),
+        "ssim_y": ssim_y(ref_y, test_y, border),
+        "psnr_rgb": psnr(reference, test, border),
+    }

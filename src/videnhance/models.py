@@ -1,0 +1,171 @@
+"""Networks (plain nn.Modules built from keyword arguments) and the model file format.
+
+A model file is a state_dict plus a small header: arch name, its kwargs, scale, provenance.
+Loading never unpickles code (`torch.load(weights_only=True)` or safetensors) and checks the
+arch and scale with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMAT = "videnhance-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A checkpoint is missing, not ours, or does not fit the configuration."""
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, res_scale: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x), inplace=True)) * self.res_scale
+
+
+class SRResNet(nn.Module):
+    """The fast default: EDSR-like residual blocks in low-resolution space, pixel-shuffle
+    upsampling, and a global residual over the bicubic upscale (so an untrained net ≈ bicubic).
+
+    Input and output are RGB in [0, 1], (n, 3, h, w) → (n, 3, h·scale, w·scale).
+    """
+
+    def __init__(self, scale: int = 2, channels: int = 64, blocks: int = 16, res_scale: float = 1.0):
+        super().__init__()
+        if scale not in (1, 2, 3, 4, 8):
+            raise ValueError(f"SRResNet supports scale 1, 2, 3, 4, 8, not {scale}")
+        self.scale = scale
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.Sequential(*[ResBlock(channels, res_scale) for _ in range(blocks)],
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+        up: list[nn.Module] = []
+        steps = {1: [], 2: [2], 3: [3], 4: [2, 2], 8: [2, 2, 2]}[scale]
+        for r in steps:
+            up += [nn.Conv2d(channels, channels * r * r, 3, padding=1), nn.PixelShuffle(r)]
+        self.upsample = nn.Sequential(*up)
+        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)  # start as bicubic: training only has to learn the detail
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        feat = self.head(x - 0.5)
+        feat = feat + self.body(feat)
+        return base + self.tail(self.upsample(feat))
+
+
+class UNetSR(nn.Module):
+    """The seed's model: a fastai DynamicUnet (resnet34 encoder, blur, weight norm) on the
+    bicubic-upscaled input, predicting a residual over it. No pretrained encoder (offline)."""
+
+    def __init__(self, scale: int = 2, encoder: str = "resnet34", img_size: int = 128):
+        super().__init__()
+        from fastai.vision.all import DynamicUnet, NormType, create_body
+        from torchvision import models as tvm
+
+        self.scale = scale
+        arch = getattr(tvm, encoder)
+        body = create_body(arch(weights=None), pretrained=False)
+        self.unet = DynamicUnet(body, n_out=3, img_size=(img_size, img_size), blur=True,
+                                norm_type=NormType.Weight, self_attention=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return base + self.unet(base - 0.5)
+
+
+ARCHS: dict[str, type[nn.Module]] = {"srresnet": SRResNet, "unet": UNetSR}
+
+
+def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
+    if arch not in ARCHS:
+        raise ModelFileError(f"unknown model arch {arch!r}; choose one of {sorted(ARCHS)}")
+    return ARCHS[arch](scale=scale, **kwargs)
+
+
+def save_model(model: nn.Module, path: str | Path, arch: str, scale: int, kwargs: dict,
+               provenance: dict | None = None) -> None:
+    from .io import atomic_output
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch, "scale": int(scale),
+               "kwargs": dict(kwargs), "provenance": json.dumps(provenance or {}), "state_dict": state}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_header(path: str | Path) -> dict:
+    payload = _load_payload(Path(path))
+    return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def _load_payload(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: checkpoint file not found. Fix `checkpoint` in the config, "
+                             "or remove it to use the pipeline's own pretrained model.")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+        header = json.loads(meta.get(FORMAT, "{}"))
+        return {**header, "state_dict": state}
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, …
+        raise ModelFileError(
+            f"{path}: not a loadable weights file ({type(err).__name__}: {str(err)[:200]}). Only plain "
+            "state_dicts and videnhance model files are accepted; pickled code is refused."
+        ) from err
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return payload
+    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return {"state_dict": payload}  # a bare state_dict: arch/scale come from the config
+    raise ModelFileError(f"{path}: not a videnhance model file or a state_dict.")
+
+
+def load_model(path: str | Path, arch: str | None = None, scale: int | None = None,
+               kwargs: dict | None = None) -> tuple[nn.Module, dict]:
+    """Load a checkpoint; `arch`/`scale`/`kwargs` are what the configuration expects.
+
+    Returns (model in eval mode on CPU, header). A header in the file wins over `kwargs`, but
+    its arch and scale must match what was asked for.
+    """
+    path = Path(path)
+    payload = _load_payload(path)
+    file_arch, file_scale = payload.get("arch"), payload.get("scale")
+    if arch and file_arch and file_arch != arch:
+        raise ModelFileError(f"{path}: holds a {file_arch!r} model, the config asks for {arch!r}. "
+                             f"Set model.arch: {file_arch} or use another checkpoint.")
+    if scale and file_scale and int(file_scale) != int(scale):
+        raise ModelFileError(f"{path}: is a ×{file_scale} model, this video needs ×{scale}. "
+                             f"Use a ×{scale} checkpoint or set scale: {file_scale}.")
+    arch = file_arch or arch
+    scale = int(file_scale or scale or 0)
+    if not arch or not scale:
+        raise ModelFileError(f"{path}: a bare state_dict needs model.arch and scale in the config.")
+    model_kwargs = payload.get("kwargs") or dict(kwargs or {})
+    model = build_model(arch, scale, **model_kwargs)
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{path}: weights do not fit a ×{scale} {arch} with {model_kwargs} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. "
+            f"{(missing or unexpected)[:3]}). Check model.channels/blocks in the config."
+        )
+    header = {k: v for k, v in payload.items() if k != "state_dict"}
+    header.update(arch=arch, scale=scale, kwargs=model_kwargs)
+    return model.eval(), header

@@ -1,0 +1,51 @@
+"""Glue for the workflow's thin scripts: logging into the rule's log file, thread count, and
+errors that reach the user as one clear line (file + what to do) instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+
+from .config import ConfigError
+from .io import VideoError
+from .models import ModelFileError
+
+USER_ERRORS = (VideoError, ConfigError, ModelFileError)
+
+
+@contextmanager
+def step(log_path: str | None, threads: int = 1, name: str = "videnhance"):
+    """Run a workflow step: log to `log_path` (and warnings to the terminal), set torch threads."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(logging.WARNING)
+    log_file = None
+    if log_path:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        log_file = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed below
+        file_handler = logging.StreamHandler(log_file)
+        file_handler.setLevel(logging.INFO)
+        handlers.append(file_handler)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    saved_stdout = sys.stdout
+    if log_file is not None:
+        sys.stdout = log_file  # fastai/fastprogress bars go to the log, not between other jobs' lines
+    try:
+        yield logging.getLogger(name)
+    except USER_ERRORS as err:
+        logging.getLogger(name).error("%s", err)
+        print(f"\nvidenhance error: {err}\n  (log: {log_path})", file=sys.stderr)
+        sys.exit(1)
+    except Exception:
+        logging.getLogger(name).exception("unexpected failure")
+        raise
+    finally:
+        sys.stdout = saved_stdout
+        if log_file is not None:
+            logging.getLogger().removeHandler(handlers[-1])
+            log_file.close()

@@ -1,0 +1,251 @@
+"""How models learn: losses, the fastai Learner glue, pretraining, per-video fine-tuning, the guard.
+
+Training goes through a fastai `Learner` (one-cycle schedule, bf16 mixed precision on CUDA, CSV
+log, fastprogress bars) fed by in-memory patch batches (`data.PatchBatches`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .data import FixedBatches, PatchBatches, load_npz
+from .degrade import DegradeChain, make_pairs
+from .infer import pick_device, run_model
+from .io import atomic_write_text
+from .metrics import score_frame
+from .models import build_model, load_model, save_model
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim_torch(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM over channels (11×11 Gaussian σ=1.5, inputs in [0, 1]); differentiable."""
+    c = pred.shape[1]
+    win = _gaussian_window().to(pred).expand(c, 1, 11, 11)
+    pad = 5
+    pred, target = F.pad(pred, (pad,) * 4, mode="reflect"), F.pad(target, (pad,) * 4, mode="reflect")
+    mu_x, mu_y = F.conv2d(pred, win, groups=c), F.conv2d(target, win, groups=c)
+    sxx = F.conv2d(pred * pred, win, groups=c) - mu_x**2
+    syy = F.conv2d(target * target, win, groups=c) - mu_y**2
+    sxy = F.conv2d(pred * target, win, groups=c) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return ssim.mean()
+
+
+class MixedLoss(nn.Module):
+    """Weighted sum of L1, MSE and (1 − SSIM), from the config's `loss: {l1: 1.0, ssim: 0.1}`."""
+
+    TERMS = ("l1", "mse", "ssim")
+
+    def __init__(self, weights: dict[str, float]):
+        super().__init__()
+        unknown = set(weights) - set(self.TERMS)
+        if unknown or not weights:
+            raise ValueError(f"loss terms must be among {self.TERMS}, got {sorted(weights)}")
+        self.weights = {k: float(v) for k, v in weights.items() if v}
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred, target = pred.float(), target.float()
+        total = pred.new_zeros(())
+        if "l1" in self.weights:
+            total = total + self.weights["l1"] * F.l1_loss(pred, target)
+        if "mse" in self.weights:
+            total = total + self.weights["mse"] * F.mse_loss(pred, target)
+        if "ssim" in self.weights:
+            total = total + self.weights["ssim"] * (1 - ssim_torch(pred, target))
+        return total
+
+
+def psnr_metric(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """RGB PSNR on [0, 1] tensors, for the training log (the report uses metrics.py)."""
+    mse = F.mse_loss(pred.float().clamp(0, 1), target.float())
+    return -10 * torch.log10(mse.clamp_min(1e-10))
+
+
+# ----------------------------------------------------------------------------------------- learner
+def _time_budget_callback(max_seconds: float | None):
+    from fastai.callback.core import Callback, CancelFitException
+
+    class TimeBudget(Callback):
+        """Stop training once `max_seconds` have passed (checked after every batch)."""
+
+        order = 100
+
+        def before_fit(self):
+            self.start = time.monotonic()
+
+        def after_batch(self):
+            if max_seconds and time.monotonic() - self.start > max_seconds:
+                log.info("time budget of %.0f s reached; stopping", max_seconds)
+                raise CancelFitException()
+
+    return TimeBudget()
+
+
+def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int, lr: float,
+        loss_weights: dict[str, float], log_csv: str | Path, device: torch.device,
+        max_seconds: float | None = None, progress: bool = True) -> dict:
+    """Train `model` in place with fastai's one-cycle policy; returns what happened."""
+    from fastai.callback.progress import CSVLogger, ProgressCallback
+    from fastai.callback.schedule import fit_one_cycle  # noqa: F401 - patches Learner.fit_one_cycle
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.optimizer import Adam
+
+    log_csv = Path(log_csv)
+    dls = DataLoaders(train, valid, path=log_csv.parent, device=device)
+    cbs = [CSVLogger(fname=log_csv.name), _time_budget_callback(max_seconds)]
+    learn = Learner(dls, model.to(device), loss_func=MixedLoss(loss_weights), opt_func=Adam,
+                    metrics=[psnr_metric], cbs=cbs, path=log_csv.parent, model_dir=".")
+    if not progress:
+        learn.remove_cb(ProgressCallback)
+    if device.type == "cuda":
+        learn.to_bf16()
+    start = time.monotonic()
+    with learn.no_logging() if not progress else _nullcontext():
+        learn.fit_one_cycle(epochs, lr_max=lr)
+    seconds = time.monotonic() - start
+    steps = int(learn.train_iter)
+    model.eval().cpu()
+    return {"seconds": round(seconds, 2), "steps": steps, "it_per_s": round(steps / max(seconds, 1e-9), 3)}
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _epochs(steps: int, steps_per_epoch: int) -> tuple[int, int]:
+    steps_per_epoch = max(1, min(steps_per_epoch, steps))
+    return math.ceil(steps / steps_per_epoch), steps_per_epoch
+
+
+# ---------------------------------------------------------------------------------------- pretrain
+def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Path, scale: int, model_cfg: dict,
+             train_cfg: dict, degrade_cfg: dict, device: str = "auto") -> dict:
+    """Train the base model on a folder of photos with the configured degradation chain."""
+    dev = pick_device(device)
+    seed_everything(train_cfg["seed"])
+    lrs, hrs = make_pairs(images, scale, DegradeChain.from_config(degrade_cfg), seed=train_cfg["seed"],
+                          copies=train_cfg["copies"])
+    order = np.random.default_rng(train_cfg["seed"]).permutation(len(lrs))
+    n_val = max(1, len(lrs) // 10)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    patch = train_cfg["patch"]
+    epochs, per_epoch = _epochs(train_cfg["steps"], train_cfg["steps_per_epoch"])
+    train = PatchBatches([lrs[i] for i in train_idx], [hrs[i] for i in train_idx], scale, patch,
+                         train_cfg["batch_size"], per_epoch, seed=train_cfg["seed"], device=dev)
+    # validation: fixed central crops, so the images need not share a size
+    val_lr, val_hr = _center_crops([lrs[i] for i in val_idx], [hrs[i] for i in val_idx], scale, 2 * patch)
+    valid = FixedBatches(val_lr, val_hr, batch_size=4, device=dev)
+    arch, kwargs = model_cfg["arch"], model_kwargs(model_cfg)
+    model = build_model(arch, scale, **kwargs)
+    log.info("pretraining %s ×%d on %d images (%d pairs), %d epochs × %d steps on %s", arch, scale,
+             len(images), len(lrs), epochs, per_epoch, dev)
+    stats = fit(model, train, valid, epochs, train_cfg["lr"], train_cfg["loss"], out_log, dev,
+                train_cfg.get("max_seconds"))
+    provenance = {"stage": "pretrain", "images": len(images), "videnhance": __version__, **stats}
+    save_model(model, out_model, arch, scale, kwargs, provenance)
+    return stats
+
+
+def _center_crops(lrs, hrs, scale, size):
+    out_lr, out_hr = [], []
+    for lr, hr in zip(lrs, hrs, strict=True):
+        h, w = lr.shape[:2]
+        ch, cw = min(size, h), min(size, w)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        out_lr.append(lr[y : y + ch, x : x + cw])
+        out_hr.append(hr[y * scale : (y + ch) * scale, x * scale : (x + cw) * scale])
+    side = min(min(a.shape[:2]) for a in out_lr)  # one size so they stack
+    return [a[:side, :side] for a in out_lr], [b[: side * scale, : side * scale] for b in out_hr]
+
+
+def model_kwargs(model_cfg: dict) -> dict:
+    if model_cfg["arch"] == "srresnet":
+        return {"channels": model_cfg["channels"], "blocks": model_cfg["blocks"]}
+    return {"encoder": model_cfg.get("encoder", "resnet34")}
+
+
+# --------------------------------------------------------------------------------------- fine-tune
+def score_pairs(model: nn.Module, lr: np.ndarray, hr: np.ndarray, device: torch.device, batch_size: int = 4) -> list[dict]:
+    """Per-frame scores of `model` (or bicubic when model is None) on uint8 pairs."""
+    outs = run_model(model, lr, hr.shape[1:3], device=device, batch_size=batch_size)
+    return [score_frame(h, o) for h, o in zip(hr, outs, strict=True)]
+
+
+def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
+              out_verdict: str | Path, cfg: dict, device: str = "auto") -> dict:
+    """Fine-tune the base model on one video's pairs; keep it only if it beats the base on the
+    held-out validation frames (Y-PSNR gain > `min_gain_db`). Writes the kept model and a verdict."""
+    dev = pick_device(device)
+    seed_everything(cfg["seed"])
+    pairs = load_npz(pairs_path)
+    base, header = load_model(base_model_path)
+    scale = header["scale"]
+    is_val = pairs["is_val"].astype(bool)
+    lr_train, hr_train = pairs["lr"][~is_val], pairs["hr"][~is_val]
+    lr_val, hr_val = pairs["lr"][is_val], pairs["hr"][is_val]
+    if len(lr_val) == 0:
+        lr_val, hr_val = lr_train[-1:], hr_train[-1:]
+        log.warning("no validation frames held out; the guard uses a training frame")
+    base_scores = score_pairs(base, lr_val, hr_val, dev)
+    base_psnr = float(np.mean([s["psnr_y"] for s in base_scores]))
+    bicubic_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(None, lr_val, hr_val, dev)]))
+
+    model, _ = load_model(base_model_path)
+    epochs, per_epoch = _epochs(cfg["steps"], cfg["steps_per_epoch"])
+    train = PatchBatches(list(lr_train), list(hr_train), scale, cfg["patch"], cfg["batch_size"], per_epoch,
+                         seed=cfg["seed"], device=dev)
+    valid = FixedBatches(list(lr_val), list(hr_val), batch_size=2, device=dev)
+    log.info("fine-tuning on %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
+             len(lr_train), len(lr_val), epochs, per_epoch, cfg["lr"], dev)
+    stats = fit(model, train, valid, epochs, cfg["lr"], cfg["loss"], out_log, dev, cfg.get("max_seconds"))
+    tuned_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(model, lr_val, hr_val, dev)]))
+    gain = tuned_psnr - base_psnr
+    keep_tuned = bool(np.isfinite(tuned_psnr) and gain > cfg["min_gain_db"])
+    verdict = {
+        "kept": "fine_tuned" if keep_tuned else "base",
+        "reason": (f"fine-tuned beats the base by {gain:+.3f} dB Y-PSNR on {len(lr_val)} held-out frames"
+                   if keep_tuned else
+                   f"fine-tuned did not beat the base by more than {cfg['min_gain_db']} dB "
+                   f"({gain:+.3f} dB on {len(lr_val)} held-out frames); keeping the base model"),
+        "val_frames": int(len(lr_val)), "train_frames": int(len(lr_train)),
+        "val_psnr_y": {"bicubic": bicubic_psnr, "milestone": base_psnr, "fine_tuned": tuned_psnr},
+        "gain_db": gain, "lr": cfg["lr"], **stats,
+    }
+    provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}
+    save_model(model if keep_tuned else base, out_model, header["arch"], scale, header["kwargs"], provenance)
+    atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
+    log.info("verdict: %s", verdict["reason"])
+    return verdict

@@ -1,0 +1,66 @@
+# Configuration, the video list and the input helpers every other rule file uses.
+import re
+
+import videnhance
+from videnhance.config import list_videos, validate_config, video_settings
+
+CFG = validate_config(config)  # a validated copy with defaults; `config` itself is not mutated
+VIDEOS = list_videos(CFG)
+SETTINGS = {vid: video_settings(CFG, row) for vid, row in VIDEOS.items()}
+VERSION = videnhance.__version__  # a rule param, so a new library version reruns the steps
+EXT = CFG["encode"]["container"]
+RESULTS = "results"
+
+
+wildcard_constraints:
+    video="|".join(map(re.escape, VIDEOS)) or "NO_VIDEOS",
+    scale=r"\d+",
+    which="enhanced|milestone",
+
+
+def settings(wildcards):
+    return SETTINGS[wildcards.video]
+
+
+def source_video(wildcards):
+    return VIDEOS[wildcards.video]["path"]
+
+
+def input_video(wildcards):
+    """What the pipeline enhances: the degraded copy in benchmark mode, else the source."""
+    if SETTINGS[wildcards.video]["mode"] == "benchmark":
+        return f"{RESULTS}/{wildcards.video}/input.mkv"
+    return source_video(wildcards)
+
+
+def base_model_for(wildcards):
+    return f"{RESULTS}/base/x{SETTINGS[wildcards.video]['scale']}.pt"
+
+
+def pretrained_name(scale):
+    return f"{RESULTS}/pretrained/{CFG['model']['arch']}_x{scale}.pt"
+
+
+def evaluate_inputs(wildcards):
+    vid = wildcards.video
+    if SETTINGS[vid]["mode"] == "benchmark":
+        return {
+            "ground_truth": source_video(wildcards),
+            "input": f"{RESULTS}/{vid}/input.mkv",
+            "milestone": f"{RESULTS}/{vid}/infer/milestone.mkv",
+            "enhanced": f"{RESULTS}/{vid}/infer/enhanced.mkv",
+        }
+    return {
+        "pairs": f"{RESULTS}/{vid}/pairs.npz",
+        "base": base_model_for(wildcards),
+        "model": f"{RESULTS}/{vid}/model.pt",
+    }
+
+
+def get_final_outputs():
+    outputs = []
+    for vid in VIDEOS:
+        outputs += [f"{RESULTS}/{vid}/enhanced.{EXT}", f"{RESULTS}/{vid}/side_by_side.mp4"]
+    if VIDEOS:
+        outputs += [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md"]
+    return outputs

@@ -1,0 +1,52 @@
+# Enhancing every frame (streamed, no file per frame) and putting the video back together.
+
+
+rule infer:
+    input:
+        video=input_video,
+        model=lambda wc: (
+            f"{RESULTS}/{wc.video}/model.pt" if wc.which == "enhanced" else base_model_for(wc)
+        ),
+    output:
+        video=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",
+    log:
+        f"{RESULTS}/{{video}}/logs/infer_{{which}}.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    params:
+        mode=lambda wc: SETTINGS[wc.video]["mode"],
+        encode=CFG["encode"],
+        infer=CFG["infer"],
+        device=CFG["device"],
+        version=VERSION,
+    script:
+        "../scripts/infer.py"
+
+
+rule reassemble:
+    input:
+        enhanced=f"{RESULTS}/{{video}}/infer/enhanced.mkv",
+        source=source_video,
+        meta=rules.probe.output.meta,
+        video=input_video,
+    output:
+        video=f"{RESULTS}/{{video}}/enhanced.{EXT}",
+        side_by_side=f"{RESULTS}/{{video}}/side_by_side.mp4",
+    log:
+        f"{RESULTS}/{{video}}/logs/reassemble.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/reassemble.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    threads: 2
+    params:
+        mode=lambda wc: SETTINGS[wc.video]["mode"],
+        encode=CFG["encode"],
+        version=VERSION,
+    script:
+        "../scripts/reassemble.py"

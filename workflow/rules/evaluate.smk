@@ -1,0 +1,51 @@
+# Scores per frame for bicubic / milestone / fine-tuned, and the run's report.
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        scores=f"{RESULTS}/{{video}}/scores.csv",
+    log:
+        f"{RESULTS}/{{video}}/logs/evaluate.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    threads: 2
+    params:
+        mode=lambda wc: SETTINGS[wc.video]["mode"],
+        scale=lambda wc: SETTINGS[wc.video]["scale"],
+        evaluate=CFG["evaluate"],
+        device=CFG["device"],
+        version=VERSION,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule report:
+    input:
+        scores=expand(f"{RESULTS}/{{video}}/scores.csv", video=VIDEOS),
+        verdicts=expand(f"{RESULTS}/{{video}}/verdict.json", video=VIDEOS),
+    output:
+        csv=report(f"{RESULTS}/report/summary.csv", category="Summary", labels={"table": "csv"}),
+        md=report(f"{RESULTS}/report/summary.md", category="Summary", labels={"table": "markdown"}),
+        per_frame=report(
+            f"{RESULTS}/report/psnr_per_frame.png",
+            category="Plots",
+            labels={"plot": "per-frame Y-PSNR"},
+        ),
+        gains=report(
+            f"{RESULTS}/report/gains.png", category="Plots", labels={"plot": "gain over bicubic"}
+        ),
+    log:
+        f"{RESULTS}/report/logs/report.log",
+    conda:
+        "../../envs/videnhance.yaml"
+    params:
+        scales={vid: s["scale"] for vid, s in SETTINGS.items()},
+        evaluate=CFG["evaluate"],
+        degradation=CFG["benchmark"]["degradation"],
+        version=VERSION,
+    script:
+        "../scripts/report.py"

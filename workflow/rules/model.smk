@@ -1,0 +1,66 @@
+# Models: the shared base model (trained once per scale, or the user's), and per-video fine-tuning.
+
+
+rule pretrain:
+    output:
+        model=f"{RESULTS}/pretrained/{CFG['model']['arch']}_x{{scale}}.pt",
+        history=f"{RESULTS}/pretrained/{CFG['model']['arch']}_x{{scale}}.history.csv",
+    log:
+        f"{RESULTS}/pretrained/logs/{CFG['model']['arch']}_x{{scale}}.log",
+    benchmark:
+        f"{RESULTS}/pretrained/benchmarks/{CFG['model']['arch']}_x{{scale}}.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    params:
+        model=CFG["model"],
+        pretrain=CFG["pretrain"],
+        degrade=CFG["degrade"],
+        device=CFG["device"],
+        version=VERSION,
+    script:
+        "../scripts/pretrain.py"
+
+
+rule pretrain_load:
+    input:
+        checkpoint=lambda wc: CFG["checkpoint"] or pretrained_name(wc.scale),
+    output:
+        model=f"{RESULTS}/base/x{{scale}}.pt",
+    log:
+        f"{RESULTS}/base/logs/x{{scale}}.log",
+    conda:
+        "../../envs/videnhance.yaml"
+    params:
+        model=CFG["model"],
+        user_checkpoint=CFG["checkpoint"],
+        version=VERSION,
+    script:
+        "../scripts/pretrain_load.py"
+
+
+rule fine_tune:
+    input:
+        pairs=rules.degrade.output.pairs,
+        base=base_model_for,
+    output:
+        model=f"{RESULTS}/{{video}}/model.pt",
+        history=f"{RESULTS}/{{video}}/fine_tune.history.csv",
+        verdict=f"{RESULTS}/{{video}}/verdict.json",
+    log:
+        f"{RESULTS}/{{video}}/logs/fine_tune.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/fine_tune.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    params:
+        fine_tune=lambda wc: SETTINGS[wc.video]["fine_tune"],
+        device=CFG["device"],
+        version=VERSION,
+    script:
+        "../scripts/fine_tune.py"

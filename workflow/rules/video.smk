@@ -1,0 +1,73 @@
+# Reading videos: metadata, the benchmark input, the training sample and its degraded pairs.
+
+
+rule probe:
+    input:
+        video=source_video,
+    output:
+        meta=f"{RESULTS}/{{video}}/meta.json",
+    log:
+        f"{RESULTS}/{{video}}/logs/probe.log",
+    conda:
+        "../../envs/videnhance.yaml"
+    params:
+        settings=settings,
+        version=VERSION,
+    script:
+        "../scripts/probe.py"
+
+
+# Benchmark mode only: the ground truth feeds this rule and `evaluate`, nothing else.
+rule degrade_gt:
+    input:
+        ground_truth=source_video,
+        meta=rules.probe.output.meta,
+    output:
+        video=f"{RESULTS}/{{video}}/input.mkv",
+    log:
+        f"{RESULTS}/{{video}}/logs/degrade_gt.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/degrade_gt.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    threads: 2
+    params:
+        settings=settings,
+        version=VERSION,
+    script:
+        "../scripts/degrade_gt.py"
+
+
+rule extract:
+    input:
+        video=input_video,
+    output:
+        frames=f"{RESULTS}/{{video}}/frames.npz",
+    log:
+        f"{RESULTS}/{{video}}/logs/extract.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/extract.tsv"
+    conda:
+        "../../envs/videnhance.yaml"
+    params:
+        extract=lambda wc: SETTINGS[wc.video]["extract"],
+        version=VERSION,
+    script:
+        "../scripts/extract.py"
+
+
+rule degrade:
+    input:
+        frames=rules.extract.output.frames,
+    output:
+        pairs=f"{RESULTS}/{{video}}/pairs.npz",
+    log:
+        f"{RESULTS}/{{video}}/logs/degrade.log",
+    conda:
+        "../../envs/videnhance.yaml"
+    params:
+        scale=lambda wc: SETTINGS[wc.video]["scale"],
+        degrade=lambda wc: SETTINGS[wc.video]["degrade"],
+        version=VERSION,
+    script:
+        "../scripts/degrade.py"

@@ -1,0 +1,7 @@
+from videnhance.pipeline import degrade_gt
+from videnhance.step import step
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with step(sm.log[0], sm.threads, "degrade_gt"):
+    s = sm.params.settings
+    degrade_gt(sm.input.ground_truth, sm.output.video, s["scale"], s["benchmark"]["degradation"])

@@ -1,0 +1,6 @@
+from videnhance.pipeline import extract
+from videnhance.step import step
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with step(sm.log[0], sm.threads, "extract"):
+    extract(sm.input.video, sm.output.frames, sm.params.extract["frames"], sm.params.extract["val_fraction"])
