@@ -185,13 +185,17 @@ class FrameReader:
         def pump() -> None:
             try:
                 while not stop.is_set():
-                    buf = proc.stdout.read(frame_bytes * self.batch_size)
-                    if not buf:
-                        break
-                    n = len(buf) // frame_bytes
+                    batch = np.empty((self.batch_size, h, w, 3), np.uint8)  # writable, filled in place
+                    view, filled = memoryview(batch).cast("B"), 0
+                    while filled < len(view):
+                        got = proc.stdout.readinto(view[filled:])
+                        if not got:
+                            break
+                        filled += got
+                    n = filled // frame_bytes
                     if n:
-                        batches.put(np.frombuffer(buf[: n * frame_bytes], np.uint8).reshape(n, h, w, 3))
-                    if len(buf) < frame_bytes * self.batch_size:
+                        batches.put(batch[:n])
+                    if filled < len(view):
                         break
             finally:
                 batches.put(None)
@@ -376,9 +380,11 @@ def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: st
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
             ["-i", str(input_path), "-i", str(enhanced_path), "-filter_complex",
-             f"[0:v:0]scale={emeta.width}:{emeta.height}:flags=bicubic,setsar=1[l];[1:v:0]setsar=1[r];"
-             "[l][r]hstack=inputs=2[v]",
-             "-map", "[v]", *settings.args(width, emeta.height), str(tmp)],
+             # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
+             f"[0:v:0]settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB,scale={emeta.width}:{emeta.height}:flags=bicubic,"
+             f"setsar=1[l];[1:v:0]settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB,setsar=1[r];"
+             "[l][r]hstack=inputs=2:shortest=1[v]",
+             "-map", "[v]", "-fps_mode", "passthrough", *settings.args(width, emeta.height), str(tmp)],
             what=f"{out_path} (side-by-side of {input_path} and {enhanced_path})",
         )
 

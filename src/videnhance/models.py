@@ -159,11 +159,14 @@ def load_model(path: str | Path, arch: str | None = None, scale: int | None = No
         raise ModelFileError(f"{path}: a bare state_dict needs model.arch and scale in the config.")
     model_kwargs = payload.get("kwargs") or dict(kwargs or {})
     model = build_model(arch, scale, **model_kwargs)
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as err:  # tensor shapes differ
+        missing, unexpected = [str(err).splitlines()[1].strip()], []
     if missing or unexpected:
         raise ModelFileError(
             f"{path}: weights do not fit a ×{scale} {arch} with {model_kwargs} "
-            f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. "
+            f"(e.g. "
             f"{(missing or unexpected)[:3]}). Check model.channels/blocks in the config."
         )
     header = {k: v for k, v in payload.items() if k != "state_dict"}

@@ -18,10 +18,6 @@ wildcard_constraints:
     which="enhanced|milestone",
 
 
-def settings(wildcards):
-    return SETTINGS[wildcards.video]
-
-
 def source_video(wildcards):
     return VIDEOS[wildcards.video]["path"]
 

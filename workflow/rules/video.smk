@@ -11,7 +11,8 @@ rule probe:
     conda:
         "../../envs/videnhance.yaml"
     params:
-        settings=settings,
+        scale=lambda wc: SETTINGS[wc.video]["scale"],
+        mode=lambda wc: SETTINGS[wc.video]["mode"],
         version=VERSION,
     script:
         "../scripts/probe.py"
@@ -32,7 +33,8 @@ rule degrade_gt:
         "../../envs/videnhance.yaml"
     threads: 2
     params:
-        settings=settings,
+        scale=lambda wc: SETTINGS[wc.video]["scale"],
+        degradation=lambda wc: SETTINGS[wc.video]["benchmark"]["degradation"],
         version=VERSION,
     script:
         "../scripts/degrade_gt.py"

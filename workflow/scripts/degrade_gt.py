@@ -3,5 +3,4 @@ from videnhance.step import step
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with step(sm.log[0], sm.threads, "degrade_gt"):
-    s = sm.params.settings
-    degrade_gt(sm.input.ground_truth, sm.output.video, s["scale"], s["benchmark"]["degradation"])
+    degrade_gt(sm.input.ground_truth, sm.output.video, sm.params.scale, sm.params.degradation)

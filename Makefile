@@ -1,0 +1,50 @@
+# make demo   – set everything up and run the pipeline on the built-in demo clips
+# make test   – set everything up and run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: setup demo demo-clips test test-fast lint format report clean
+
+setup: $(STAMP)
+
+# torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (CUDA build; runs on CPU too).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+demo-clips: setup
+	$(BIN)/videnhance demo-clips demo/videos
+
+demo: demo-clips
+	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
+	$(BIN)/snakemake --report results/report/report.html
+	@echo
+	@echo "Enhanced videos:        results/<video>/enhanced.mkv (side by side: results/<video>/side_by_side.mp4)"
+	@ls -1 results/*/enhanced.mkv
+	@echo "Report:                 results/report/summary.md, results/report/report.html"
+	@echo
+	@cat results/report/summary.md
+
+test: setup
+	$(BIN)/python -m pytest -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests workflow/scripts
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+format: setup
+	$(BIN)/ruff format src tests workflow/scripts
+	$(BIN)/ruff check --fix src tests workflow/scripts
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+clean:
+	rm -rf results/*/ .snakemake demo/videos

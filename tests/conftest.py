@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny real clips made with the real ffmpeg, and paths to ../shared/data."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videnhance.demo import render_clip
+from videnhance.io import EncodeSettings, FrameWriter, run_ffmpeg
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def photo(name: str = "coffee") -> np.ndarray:
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def make_clip(path: Path, size=(64, 48), frames=16, fps=Fraction(25), audio=False, photo_name="coffee",
+              settings: EncodeSettings | None = None) -> Path:
+    """A small push-in clip rendered from a scikit-image photo, optionally with a sine audio track."""
+    pixels = render_clip(photo(photo_name), size, frames, (0.5, 0.4))
+    target = path if not audio else path.with_name(f"silent_{path.name}")
+    with FrameWriter(target, size[0], size[1], fps, settings or EncodeSettings(crf=10)) as writer:
+        writer.write(pixels)
+    if audio:
+        seconds = float(frames / fps)
+        run_ffmpeg(["-i", str(target), "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(path)], what=str(path))
+        target.unlink()
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "clip.mp4")
+
+
+@pytest.fixture
+def clip_with_audio(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "clip_audio.mp4", audio=True)
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared/data is optional outside CI)")
+    return path

@@ -1,0 +1,58 @@
+import pytest
+
+from videnhance.config import (
+    ConfigError,
+    list_videos,
+    load_config_file,
+    validate_config,
+    video_settings,
+)
+
+from .conftest import REPO
+
+
+def test_defaults_fill_in_and_input_is_not_mutated():
+    raw = {"fine_tune": {"lr": 0.001}}
+    cfg = validate_config(raw)
+    assert raw == {"fine_tune": {"lr": 0.001}}
+    assert cfg["fine_tune"]["lr"] == 0.001 and cfg["fine_tune"]["steps"] > 0
+    assert cfg["fine_tune"]["loss"] == {"l1": 1.0} and cfg["scale"] == 2
+
+
+def test_unknown_key_and_wrong_type_name_the_key():
+    with pytest.raises(ConfigError, match=r"key 'fine_tune'.*'stpes' was unexpected"):
+        validate_config({"fine_tune": {"stpes": 3}})
+    with pytest.raises(ConfigError, match=r"key 'pretrain.steps': 'many' is not of type 'integer'"):
+        validate_config({"pretrain": {"steps": "many"}})
+    with pytest.raises(ConfigError, match=r"key 'scale': 3 is not one of"):
+        validate_config({"scale": 3})
+
+
+def test_shipped_config_is_valid():
+    cfg = load_config_file(REPO / "config" / "config.yaml")
+    assert cfg["videos"]["sheet"] == "config/videos.tsv"
+
+
+def test_sheet_rows_overrides_and_errors(tmp_path):
+    (tmp_path / "v.tsv").write_text("id\tpath\tmode\tscale\tfine_tune_steps\n"
+                                    "a\ta.mp4\tenhance\t\t\n"
+                                    "b\tsub/b.mp4\tbenchmark\t4\t7\n")
+    cfg = validate_config({"videos": {"sheet": "v.tsv"}})
+    videos = list_videos(cfg, tmp_path)
+    assert list(videos) == ["a", "b"] and videos["b"]["path"] == str(tmp_path / "sub/b.mp4")
+    a, b = video_settings(cfg, videos["a"]), video_settings(cfg, videos["b"])
+    assert a["scale"] == 2 and b["scale"] == 4 and b["fine_tune"]["steps"] == 7
+    assert "benchmark" in b and "benchmark" not in a
+    (tmp_path / "bad.tsv").write_text("id\tpath\tmode\n../x\tx.mp4\tenhance\ny\ty.mp4\tsharpen\n")
+    with pytest.raises(ConfigError) as err:
+        list_videos(validate_config({"videos": {"sheet": "bad.tsv"}}), tmp_path)
+    assert "bad.tsv:2: column 'id'" in str(err.value) and "bad.tsv:3: column 'mode'" in str(err.value)
+
+
+def test_glob_ids_are_safe_and_unique(tmp_path):
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "my clip (1).mp4").write_bytes(b"x")
+    cfg = validate_config({"videos": {"sheet": None, "glob": "*/*.mp4"}})
+    ids = list(list_videos(cfg, tmp_path))
+    assert len(ids) == 2 and ids[0] == "my_clip_1" and ids[1].startswith("my_clip_1-")

@@ -1,0 +1,98 @@
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from videnhance.io import (
+    LOSSLESS,
+    FrameReader,
+    FrameWriter,
+    VideoError,
+    VideoMeta,
+    mux,
+    probe,
+    side_by_side,
+)
+
+from .conftest import make_clip
+
+
+def test_probe_reads_size_rate_frames_and_audio(clip_with_audio):
+    meta = probe(clip_with_audio)
+    assert (meta.width, meta.height, meta.frames) == (64, 48, 16)
+    assert meta.fps == Fraction(25)
+    assert [a["codec"] for a in meta.audio] == ["aac"]
+
+
+def test_meta_json_round_trip(clip, tmp_path):
+    meta = probe(clip)
+    meta.to_json(tmp_path / "meta.json")
+    assert VideoMeta.from_json(tmp_path / "meta.json") == meta
+
+
+def test_lossless_write_then_read_is_frame_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (10, 24, 40, 3), dtype=np.uint8)
+    path = tmp_path / "x.mkv"
+    with FrameWriter(path, 40, 24, Fraction(30000, 1001), LOSSLESS) as writer:
+        writer.write(frames[:7])
+        writer.write(frames[7:])
+    meta = probe(path)
+    assert meta.frames == 10 and meta.fps == Fraction(30000, 1001)
+    decoded = np.concatenate(list(FrameReader(path, batch_size=3)))
+    np.testing.assert_array_equal(decoded, frames)
+
+
+def test_read_selected_returns_exact_frames(tmp_path):
+    frames = np.stack([np.full((16, 16, 3), i * 10, np.uint8) for i in range(12)])
+    path = tmp_path / "x.mkv"
+    with FrameWriter(path, 16, 16, Fraction(25), LOSSLESS) as writer:
+        writer.write(frames)
+    picked = FrameReader(path, batch_size=5).read_selected([9, 0, 4])
+    assert [int(f[0, 0, 0]) for f in picked] == [0, 40, 90]
+
+
+def test_failed_write_leaves_no_output(tmp_path):
+    path = tmp_path / "out.mkv"
+    with pytest.raises(RuntimeError, match="boom"):
+        with FrameWriter(path, 16, 16, Fraction(25), LOSSLESS) as writer:
+            writer.write(np.zeros((2, 16, 16, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_a_video_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    with pytest.raises(VideoError, match="notes.mp4"):
+        probe(bad)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(VideoError, match="empty"):
+        probe(empty)
+
+
+def test_mux_copies_audio_and_keeps_frame_count(tmp_path, clip_with_audio):
+    enhanced = tmp_path / "enh.mkv"
+    frames = np.concatenate(list(FrameReader(clip_with_audio)))
+    with FrameWriter(enhanced, 128, 96, Fraction(25), LOSSLESS) as writer:
+        writer.write(np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2))
+    out = tmp_path / "final.mkv"
+    mux(enhanced, clip_with_audio, out)
+    meta = probe(out)
+    assert (meta.width, meta.height, meta.frames) == (128, 96, 16)
+    with av.open(str(out)) as c_out, av.open(str(clip_with_audio)) as c_src:
+        a_out, a_src = c_out.streams.audio[0], c_src.streams.audio[0]
+        assert a_out.codec_context.name == a_src.codec_context.name == "aac"
+        packets_out = [p.size for p in c_out.demux(a_out) if p.size]
+        packets_src = [p.size for p in c_src.demux(a_src) if p.size]
+    assert packets_out == packets_src  # copied bit for bit, not re-encoded
+
+
+def test_side_by_side_is_twice_as_wide(tmp_path, clip):
+    enhanced = make_clip(tmp_path / "big.mp4", size=(128, 96))
+    out = tmp_path / "sbs.mp4"
+    side_by_side(clip, enhanced, out)
+    meta = probe(out)
+    assert (meta.width, meta.height, meta.frames) == (256, 96, 16)

@@ -1,0 +1,42 @@
+import numpy as np
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from videnhance.metrics import psnr, rgb_to_y, score_frame
+
+from .conftest import photo
+
+
+def test_y_matches_scikit_image_and_uses_rgb_order():
+    image = photo()
+    np.testing.assert_allclose(rgb_to_y(image), rgb2ycbcr(image)[..., 0], atol=1e-9)
+    red = np.zeros((1, 1, 3), np.uint8)
+    red[..., 0] = 255
+    assert abs(rgb_to_y(red)[0, 0] - (16 + 65.481)) < 1e-9  # R carries the 65.481 weight, not B
+
+
+def test_psnr_hand_computed():
+    a = np.zeros((4, 4), np.float64)
+    b = a.copy()
+    b[0, 0] = 10  # MSE = 100 / 16
+    assert abs(psnr(a, b) - 10 * np.log10(255**2 / (100 / 16))) < 1e-9
+
+
+def test_score_frame_matches_scikit_image():
+    ref = photo()
+    noisy = np.clip(ref.astype(int) + np.random.default_rng(0).integers(-20, 21, ref.shape), 0, 255).astype(np.uint8)
+    s = score_frame(ref, noisy)
+    ry, ny = rgb2ycbcr(ref)[..., 0], rgb2ycbcr(noisy)[..., 0]
+    assert abs(s["psnr_y"] - peak_signal_noise_ratio(ry, ny, data_range=255)) < 1e-6
+    expected_ssim = structural_similarity(ry, ny, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                          data_range=255)
+    assert abs(s["ssim_y"] - expected_ssim) < 1e-9
+    assert abs(s["psnr_rgb"] - peak_signal_noise_ratio(ref, noisy, data_range=255)) < 1e-6
+
+
+def test_border_crop_ignores_the_border():
+    a = np.full((20, 20, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, :] = 0
+    assert np.isinf(score_frame(a, b, border=2)["psnr_y"])
+    assert np.isfinite(score_frame(a, b)["psnr_y"])

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from videnhance.config import validate_config
+from videnhance.data import save_pairs
+from videnhance.degrade import DegradeChain, make_pairs
+from videnhance.models import SRResNet, load_model, save_model
+from videnhance.train import MixedLoss, fine_tune, pretrain, ssim_torch
+
+from .conftest import photo
+
+
+def test_ssim_loss_is_one_for_identical_and_lower_for_noise():
+    x = torch.rand(1, 3, 32, 32)
+    assert abs(float(ssim_torch(x, x)) - 1) < 1e-5
+    assert float(ssim_torch(x, (x + 0.2 * torch.randn_like(x)).clamp(0, 1))) < 0.9
+    loss = MixedLoss({"l1": 1.0, "mse": 0.5, "ssim": 0.1})
+    assert float(loss(x, x)) < 1e-5
+
+
+def _tiny_cfg(**fine_tune):
+    cfg = validate_config({
+        "model": {"channels": 8, "blocks": 1},
+        "pretrain": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, "copies": 1},
+        "fine_tune": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, **fine_tune},
+    })
+    return cfg
+
+
+def test_pretrain_writes_model_and_fastai_history(tmp_path):
+    cfg = _tiny_cfg()
+    images = [photo("chelsea"), photo("rocket")]
+    stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"], cfg["degrade"], "cpu")
+    history = pd.read_csv(tmp_path / "p.csv")
+    assert len(history) == 2 and {"train_loss", "valid_loss", "psnr_metric"} <= set(history.columns)
+    assert stats["steps"] == 6
+    model, header = load_model(tmp_path / "p.pt", arch="srresnet", scale=2)
+    assert json.loads(header["provenance"])["stage"] == "pretrain"
+
+
+def _pairs(tmp_path, n=8):
+    frames = [photo("coffee")[i * 10 : i * 10 + 64, i * 12 : i * 12 + 96] for i in range(n)]
+    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    is_val = np.zeros(n, bool)
+    is_val[-2:] = True
+    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), is_val, np.arange(n))
+    save_model(SRResNet(2, 8, 1), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+
+
+def test_fine_tune_is_deterministic_on_cpu(tmp_path):
+    _pairs(tmp_path)
+    cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
+    for run in ("a", "b"):
+        fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
+                  tmp_path / f"{run}.json", {**cfg, "min_gain_db": -100.0}, "cpu")  # always keep: compare weights
+    a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["tail.weight"], torch.zeros_like(a["tail.weight"]))  # it did train
+
+
+def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path):
+    _pairs(tmp_path)
+    cfg = _tiny_cfg(lr=5.0)["fine_tune"]  # an absurd learning rate wrecks the model
+    verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
+                        tmp_path / "v.json", cfg, "cpu")
+    assert verdict["kept"] == "base"
+    assert verdict["val_psnr_y"]["fine_tuned"] < verdict["val_psnr_y"]["milestone"]
+    assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
+    kept, base = load_model(tmp_path / "m.pt")[0].state_dict(), load_model(tmp_path / "base.pt")[0].state_dict()
+    assert all(torch.equal(kept[k], base[k]) for k in base)
