@@ -36,7 +36,7 @@ def test_patch_batches_align_lr_and_hr_and_repeat_with_seed():
     assert len(batches_a) == 3
     for (la, ha), (lb, hb) in zip(batches_a, batches_b, strict=True):
         assert la.shape == (4, 3, 8, 8) and ha.shape == (4, 3, 16, 16)
-        assert np.array_equal(la.numpy(), lb.numpy())
+        assert np.array_equal(la.numpy(), lb.numpy()) and np.array_equal(ha.numpy(), hb.numpy())
         assert np.array_equal(ha[:, :, ::2, ::2].numpy(), la.numpy())  # aligned through flips/rotations
 
 

@@ -4,10 +4,14 @@ import re
 import videnhance
 from videnhance.config import list_videos, validate_config, video_settings
 
-CFG = validate_config(config)  # a validated copy with defaults; `config` itself is not mutated
+CFG = validate_config(
+    config
+)  # a validated copy with defaults; `config` itself is not mutated
 VIDEOS = list_videos(CFG)
 SETTINGS = {vid: video_settings(CFG, row) for vid, row in VIDEOS.items()}
-VERSION = videnhance.__version__  # a rule param, so a new library version reruns the steps
+VERSION = (
+    videnhance.__version__
+)  # a rule param, so a new library version reruns the steps
 EXT = CFG["encode"]["container"]
 RESULTS = "results"
 
@@ -56,7 +60,10 @@ def evaluate_inputs(wildcards):
 def get_final_outputs():
     outputs = []
     for vid in VIDEOS:
-        outputs += [f"{RESULTS}/{vid}/enhanced.{EXT}", f"{RESULTS}/{vid}/side_by_side.mp4"]
+        outputs += [
+            f"{RESULTS}/{vid}/enhanced.{EXT}",
+            f"{RESULTS}/{vid}/side_by_side.mp4",
+        ]
     if VIDEOS:
         outputs += [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md"]
     return outputs

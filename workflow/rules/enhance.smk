@@ -5,7 +5,9 @@ rule infer:
     input:
         video=input_video,
         model=lambda wc: (
-            f"{RESULTS}/{wc.video}/model.pt" if wc.which == "enhanced" else base_model_for(wc)
+            f"{RESULTS}/{wc.video}/model.pt"
+            if wc.which == "enhanced"
+            else base_model_for(wc)
         ),
     output:
         video=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",

@@ -28,15 +28,25 @@ rule report:
         scores=expand(f"{RESULTS}/{{video}}/scores.csv", video=VIDEOS),
         verdicts=expand(f"{RESULTS}/{{video}}/verdict.json", video=VIDEOS),
     output:
-        csv=report(f"{RESULTS}/report/summary.csv", category="Summary", labels={"table": "csv"}),
-        md=report(f"{RESULTS}/report/summary.md", category="Summary", labels={"table": "markdown"}),
+        csv=report(
+            f"{RESULTS}/report/summary.csv",
+            category="Summary",
+            labels={"table": "csv"},
+        ),
+        md=report(
+            f"{RESULTS}/report/summary.md",
+            category="Summary",
+            labels={"table": "markdown"},
+        ),
         per_frame=report(
             f"{RESULTS}/report/psnr_per_frame.png",
             category="Plots",
             labels={"plot": "per-frame Y-PSNR"},
         ),
         gains=report(
-            f"{RESULTS}/report/gains.png", category="Plots", labels={"plot": "gain over bicubic"}
+            f"{RESULTS}/report/gains.png",
+            category="Plots",
+            labels={"plot": "gain over bicubic"},
         ),
     log:
         f"{RESULTS}/report/logs/report.log",
