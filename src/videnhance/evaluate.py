@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .data import load_npz
 from .degrade import crop_to_multiple
 from .infer import pick_device, run_model
 from .io import FrameReader, VideoError, atomic_output
-from .metrics import score_frame
+from .metrics import psnr, rgb_to_y, score_frame
 from .models import load_model
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,43 @@ def _write(rows: list[dict], out_csv: str | Path) -> pd.DataFrame:
     return table
 
 
+def _largest_gain_frame(table: pd.DataFrame) -> int:
+    wide = table.pivot_table(index="frame", columns="method", values="psnr_y")
+    return int((wide.fine_tuned - wide.bicubic).idxmax())
+
+
+def crops_png(panels: dict[str, np.ndarray], out_png: str | Path, title: str, crop: int = 128) -> None:
+    """A row of same-place crops (reference, bicubic, milestone, fine-tuned) around the spot where
+    fine-tuned and bicubic differ most; nearest-neighbour zoom so pixels stay visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = panels["reference"].astype(float)
+    diff = np.abs(panels["fine_tuned"].astype(float) - panels["bicubic"].astype(float)).sum(-1)
+    h, w = diff.shape
+    ch, cw = min(crop, h), min(crop, w)
+    integral = np.pad(diff, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # box sums: where is the difference
+    sums = integral[ch:, cw:] - integral[:-ch, cw:] - integral[ch:, :-cw] + integral[:-ch, :-cw]
+    y, x = np.unravel_index(int(sums.argmax()), sums.shape)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3))
+    for ax, (name, image) in zip(axes, panels.items(), strict=True):
+        part = image[y : y + ch, x : x + cw]
+        ax.imshow(part, interpolation="nearest")
+        label = name if name == "reference" else f"{name}\n{psnr(rgb_to_y(ref[y:y + ch, x:x + cw]), rgb_to_y(part.astype(float))):.2f} dB (crop)"
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_output(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
 def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str | Path, milestone: str | Path,
-                       enhanced: str | Path, scale: int, out_csv: str | Path, border: int = 0) -> pd.DataFrame:
+                       enhanced: str | Path, scale: int, out_csv: str | Path, border: int = 0,
+                       out_crops: str | Path | None = None) -> pd.DataFrame:
     readers = [FrameReader(p, batch_size=8) for p in (ground_truth, input_video, milestone, enhanced)]
     counts = {str(r.path): r.meta.frames for r in readers}
     if len(set(counts.values())) != 1:
@@ -48,11 +84,19 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
             frame += 1
     table = _write(rows, out_csv)
     log.info("%s: mean Y-PSNR %s", video_id, table.groupby("method").psnr_y.mean().round(3).to_dict())
+    if out_crops:
+        frame = _largest_gain_frame(table)
+        gt, lr, ms, ft = (r.read_selected([frame])[0] for r in readers)
+        gt = crop_to_multiple(gt, scale)
+        panels = {"reference": gt, "bicubic": run_model(None, lr[None], gt.shape[:2])[0], "milestone": ms,
+                  "fine_tuned": ft}
+        crops_png(panels, out_crops, f"{video_id}, frame {frame} (ground truth)")
     return table
 
 
 def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Path, model: str | Path,
-                     out_csv: str | Path, border: int = 0, device: str = "auto") -> pd.DataFrame:
+                     out_csv: str | Path, border: int = 0, device: str = "auto",
+                     out_crops: str | Path | None = None) -> pd.DataFrame:
     dev = pick_device(device)
     pairs = load_npz(pairs_path)
     is_val = pairs["is_val"].astype(bool)
@@ -68,7 +112,13 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
     rows = [{"video": video_id, "protocol": "self-validation", "frame": int(f), "method": m,
              **score_frame(hr[i], outputs[m][i], border)}
             for i, f in enumerate(frames) for m in METHODS]
-    return _write(rows, out_csv)
+    table = _write(rows, out_csv)
+    if out_crops:
+        frame = _largest_gain_frame(table)
+        i = int(np.flatnonzero(frames == frame)[0])
+        crops_png({"reference": hr[i], **{m: outputs[m][i] for m in METHODS}}, out_crops,
+                  f"{video_id}, held-out frame {frame} (self-validation)")
+    return table
 
 
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:

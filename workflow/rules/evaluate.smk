@@ -6,6 +6,11 @@ rule evaluate:
         unpack(evaluate_inputs),
     output:
         scores=f"{RESULTS}/{{video}}/scores.csv",
+        crops=report(
+            f"{RESULTS}/{{video}}/crops.png",
+            category="Crops",
+            labels={"video": "{video}"},
+        ),
     log:
         f"{RESULTS}/{{video}}/logs/evaluate.log",
     benchmark:
