@@ -154,14 +154,16 @@ def test_a_broken_video_fails_alone_with_a_clear_message(run, tmp_path):
     """A file that is not a video: its job fails naming the file, the other video is delivered,
     and a user checkpoint (the first run's base model) is used instead of pretraining."""
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated garbage")
-    shutil.copy(run / "videos" / "square.mp4", tmp_path / "good.mp4")
+    good_name = "güt clip $(touch PWNED); 'q' & x.mp4"  # spaces, unicode, shell metacharacters
+    shutil.copy(run / "videos" / "square.mp4", tmp_path / good_name)
     config = {**TINY_CONFIG, "checkpoint": str(run / "results" / "base" / "x2.pt")}
-    write_workdir(tmp_path, [("broken", "broken.mp4", "enhance"), ("good", "good.mp4", "enhance")], config)
+    write_workdir(tmp_path, [("broken", "broken.mp4", "enhance"), ("good", good_name, "enhance")], config)
     out = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--keep-going", check=False)
     assert out.returncode != 0
     assert probe(tmp_path / "results" / "good" / "enhanced.mkv").frames == 12
     assert not (tmp_path / "results" / "broken" / "enhanced.mkv").exists()
     assert not (tmp_path / "results" / "pretrained").exists()
+    assert not (tmp_path / "PWNED").exists()
     log = (tmp_path / "results" / "broken" / "logs" / "probe.log").read_text()
     assert "broken.mp4" in log and "not a readable video" in log
     assert "videnhance error" in out.stderr and "broken.mp4" in out.stderr

@@ -55,6 +55,8 @@ class VideoMeta:
     rotation: int = 0
     audio: list[dict] = field(default_factory=list)
     subtitles: list[dict] = field(default_factory=list)
+    vfr: bool = False  # frame durations differ: reassemble restores the source's timestamps
+    alpha: bool = False  # an alpha channel, which is dropped (frames are decoded as RGB)
 
     @property
     def fps(self) -> Fraction:
@@ -134,6 +136,10 @@ def probe(path: str | Path) -> VideoMeta:
         if frames == 0:
             raise VideoError(f"{path}: the video stream has no frames. Remove it from the sheet.")
     frames = count_frames(path)
+    timestamps, _ = frame_timestamps(path)
+    steps = np.diff(timestamps)
+    vfr = bool(len(steps) > 1 and steps.max() - steps.min() > max(1, 0.01 * np.median(steps)))
+    alpha = pix_fmt.startswith(("rgba", "bgra", "argb", "abgr", "yuva", "gbrap", "ya"))
     if rotation % 180:
         width, height = height, width
     if not duration:
@@ -141,8 +147,45 @@ def probe(path: str | Path) -> VideoMeta:
     return VideoMeta(
         path=str(path), width=width, height=height, fps_num=rate.numerator, fps_den=rate.denominator,
         frames=frames, duration=duration, codec=codec, pix_fmt=pix_fmt, rotation=rotation,
-        audio=audio, subtitles=subtitles,
+        audio=audio, subtitles=subtitles, vfr=vfr, alpha=alpha,
     )
+
+
+def frame_timestamps(path: str | Path) -> tuple[np.ndarray, Fraction]:
+    """Presentation timestamps of the first video stream's frames, sorted, in its time base."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
+        return np.sort(np.asarray(pts, dtype=np.int64)), Fraction(stream.time_base)
+
+
+def retime(video_path: str | Path, timestamps: np.ndarray, time_base: Fraction, out_path: str | Path) -> None:
+    """Copy a video stream whose frames are in presentation order (intra-only or encoded without
+    B-frames), giving frame k the timestamp `timestamps[k]`: restores variable frame timing."""
+    import av
+
+    with av.open(str(video_path)) as src, atomic_output(out_path) as tmp, av.open(str(tmp), "w", format="matroska") as dst:
+        in_stream = src.streams.video[0]
+        out_stream = dst.add_stream_from_template(in_stream)
+        k = 0
+        for packet in src.demux(in_stream):
+            if packet.size == 0:
+                continue
+            if k >= len(timestamps):
+                raise VideoError(f"{video_path}: more frames than the source's {len(timestamps)} timestamps")
+            packet.pts = packet.dts = int(timestamps[k])
+            packet.time_base = time_base
+            packet.stream = out_stream
+            dst.mux(packet)
+            k += 1
+        if k != len(timestamps):
+            raise VideoError(f"{video_path}: {k} frames for {len(timestamps)} source timestamps")
+
+
+TRUNCATION_SIGNS = ("File ended prematurely", "partial file", "Truncating packet", "moov atom not found",
+                    "Packet corrupt", "Invalid NAL unit size")
 
 
 def count_frames(path: str | Path) -> int:
@@ -152,6 +195,11 @@ def count_frames(path: str | Path) -> int:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise VideoError(f"{path}: ffmpeg cannot decode it: {proc.stderr.strip()[-400:]}")
+    if any(sign in proc.stderr for sign in TRUNCATION_SIGNS):
+        raise VideoError(
+            f"{path}: the file is truncated or corrupt (ffmpeg: {proc.stderr.strip().splitlines()[-1][-200:]}). "
+            "Re-copy it; to keep only the part that decodes, remux it first: ffmpeg -i IN -c copy OUT.mkv"
+        )
     counts = [int(line.split("=", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("frame=")]
     if not counts or counts[-1] == 0:
         raise VideoError(f"{path}: the video stream has no decodable frames. Remove it from the sheet.")
@@ -253,6 +301,7 @@ class EncodeSettings:
     crf: int = 18
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
+    bframes: bool = True  # False: frames stay in presentation order (needed to restore VFR timing)
 
     def args(self, width: int, height: int) -> list[str]:
         if self.codec == "ffv1":  # lossless RGB: what evaluation and the benchmark input use
@@ -263,6 +312,8 @@ class EncodeSettings:
         args = ["-c:v", self.codec, "-pix_fmt", pix_fmt]
         if self.codec in ("libx264", "libx265"):
             args += ["-crf", str(self.crf), "-preset", self.preset]
+        if not self.bframes:
+            args += ["-bf", "0"]
         elif self.codec == "libsvtav1":
             args += ["-crf", str(self.crf), "-preset", "8"]
         return args
@@ -356,6 +407,22 @@ def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
     """
     meta = source_meta or probe(source_path)
     out_path = Path(out_path)
+    if meta.vfr:  # the enhanced stream was written at a constant rate: give it the source's timing
+        timestamps, time_base = frame_timestamps(source_path)
+        if len(timestamps) == meta.frames:
+            retimed = out_path.with_name(f".{out_path.stem}.retimed.mkv")
+            retime(video_path, timestamps, time_base, retimed)
+            try:
+                return _mux(retimed, source_path, out_path, settings, meta)
+            finally:
+                retimed.unlink(missing_ok=True)
+        log.warning("%s: %d timestamps for %d frames; keeping a constant frame rate", source_path,
+                    len(timestamps), meta.frames)
+    _mux(video_path, source_path, out_path, settings, meta)
+
+
+def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settings: EncodeSettings | None,
+         meta: VideoMeta) -> None:
     video_codec = ["-c:v", "copy"]
     if settings is not None:
         vmeta = probe(video_path)
@@ -366,7 +433,8 @@ def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
             ["-i", str(video_path), "-i", str(source_path), "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
-             *video_codec, "-c:a", "copy", *subtitle_codec, "-map_metadata", "1", str(tmp)],
+             *video_codec, "-fps_mode", "passthrough", "-c:a", "copy", *subtitle_codec, "-map_metadata", "1",
+             str(tmp)],
             what=f"{out_path} (mux of {video_path} with the audio of {source_path})",
         )
 

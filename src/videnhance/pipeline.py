@@ -38,6 +38,10 @@ def probe_video(source: str | Path, out_meta: str | Path, scale: int, mode: str)
     if min(meta.width, meta.height) < min_side:
         raise VideoError(f"{source}: frames of {meta.width}x{meta.height} are too small for mode {mode} at "
                          f"×{scale} (need at least {min_side} px a side).")
+    if meta.alpha:
+        log.warning("%s: has an alpha channel (%s); it is dropped, frames are enhanced as RGB", source, meta.pix_fmt)
+    if meta.vfr:
+        log.info("%s: variable frame rate; the output keeps the source's frame timestamps", source)
     meta.to_json(out_meta)
     log.info("%s: %dx%d, %d frames at %s fps, %d audio stream(s)", source, meta.width, meta.height, meta.frames,
              meta.fps, len(meta.audio))
@@ -114,16 +118,19 @@ def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path
     from .infer import enhance_video
 
     model, header = load_model(model_path)
-    settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg)
+    meta = probe(input_video)
+    settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg, keep_order=meta.vfr)
     stats = enhance_video(model, input_video, out_video, header["scale"], settings, device=device,
-                          batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"])
+                          batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
+                          meta=meta)
     log.info("infer: %s", stats)
     return stats
 
 
-def encode_settings(encode_cfg: dict) -> EncodeSettings:
+def encode_settings(encode_cfg: dict, keep_order: bool = False) -> EncodeSettings:
+    """`keep_order`: no B-frames, so `reassemble` can give each frame its source timestamp (VFR)."""
     return EncodeSettings(codec=encode_cfg["codec"], crf=encode_cfg["crf"], preset=encode_cfg["preset"],
-                          pix_fmt=encode_cfg["pix_fmt"])
+                          pix_fmt=encode_cfg["pix_fmt"], bframes=not keep_order)
 
 
 def reassemble(enhanced: str | Path, source: str | Path, input_video: str | Path, out_video: str | Path,

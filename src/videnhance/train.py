@@ -6,6 +6,7 @@ log, fastprogress bars) fed by in-memory patch batches (`data.PatchBatches`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ from . import __version__
 from .data import FixedBatches, PatchBatches, load_npz
 from .degrade import DegradeChain, make_pairs
 from .infer import pick_device, run_model
-from .io import atomic_write_text
+from .io import atomic_output, atomic_write_text
 from .metrics import score_frame
 from .models import build_model, load_model, save_model
 
@@ -101,10 +102,57 @@ def _time_budget_callback(max_seconds: float | None):
     return TimeBudget()
 
 
+def _checkpoint_callback(path: Path, fingerprint: str, train: PatchBatches, log_csv: Path, previous_rows: str):
+    from fastai.callback.core import Callback
+
+    class EpochCheckpoint(Callback):
+        """After every epoch: model, optimiser, sampler RNG and the log so far, written atomically,
+        so a killed run resumes where it stopped instead of starting over."""
+
+        order = 65  # after the CSV logger has written the epoch's line
+
+        def after_epoch(self):
+            rows = previous_rows + (log_csv.read_text().split("\n", 1)[1] if log_csv.exists() else "")
+            state = {"fingerprint": fingerprint, "epoch": self.epoch + 1, "model": self.learn.model.state_dict(),
+                     "opt": _plain_opt_state(self.learn.opt.state_dict()), "sampler": train.gen.get_state(),
+                     "history": rows}
+            with atomic_output(path) as tmp:
+                torch.save(state, tmp)
+
+    return EpochCheckpoint()
+
+
+def _plain_opt_state(state: dict) -> dict:
+    """fastai's optimiser state with fastcore's `L` lists made plain, so it loads with weights_only."""
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else value
+
+    return {key: [{k: plain(v) for k, v in d.items()} for d in state[key]] for key in ("state", "hypers")}
+
+
+def _load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a checkpoint cut short by a kill: start over
+        log.warning("ignoring unreadable training checkpoint %s (%s)", path, err)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.info("training checkpoint %s is from other settings; starting over", path)
+        return None
+    return state
+
+
 def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int, lr: float,
         loss_weights: dict[str, float], log_csv: str | Path, device: torch.device,
-        max_seconds: float | None = None, progress: bool = True) -> dict:
-    """Train `model` in place with fastai's one-cycle policy; returns what happened."""
+        max_seconds: float | None = None, progress: bool = True, checkpoint: str | Path | None = None,
+        fingerprint: str = "") -> dict:
+    """Train `model` in place with fastai's one-cycle policy; returns what happened.
+
+    With `checkpoint`, state is saved after every epoch and a matching checkpoint (same
+    `fingerprint`) is resumed from: the one-cycle schedule continues at that epoch.
+    """
     from fastai.callback.progress import CSVLogger, ProgressCallback
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401 - patches Learner.fit_one_cycle
     from fastai.data.core import DataLoaders
@@ -112,29 +160,40 @@ def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int,
     from fastai.optimizer import Adam
 
     log_csv = Path(log_csv)
+    checkpoint = Path(checkpoint) if checkpoint else None
+    resume = _load_checkpoint(checkpoint, fingerprint)
     dls = DataLoaders(train, valid, path=log_csv.parent, device=device)
     cbs = [CSVLogger(fname=log_csv.name), _time_budget_callback(max_seconds)]
+    if checkpoint:
+        cbs.append(_checkpoint_callback(checkpoint, fingerprint, train, log_csv, resume["history"] if resume else ""))
     learn = Learner(dls, model.to(device), loss_func=MixedLoss(loss_weights), opt_func=Adam,
                     metrics=[psnr_metric], cbs=cbs, path=log_csv.parent, model_dir=".")
+    start_epoch = 0
+    if resume:
+        model.load_state_dict(resume["model"])
+        learn.create_opt()
+        from fastcore.foundation import L
+
+        learn.opt.load_state_dict({"state": L(resume["opt"]["state"]), "hypers": L(resume["opt"]["hypers"])})
+        train.gen.set_state(resume["sampler"])
+        start_epoch = int(resume["epoch"])
+        log.info("resuming training from epoch %d of %d (checkpoint %s)", start_epoch, epochs, checkpoint)
     if not progress:
         learn.remove_cb(ProgressCallback)
     if device.type == "cuda":
         learn.to_bf16()
     start = time.monotonic()
-    with learn.no_logging() if not progress else _nullcontext():
-        learn.fit_one_cycle(epochs, lr_max=lr)
+    if start_epoch < epochs:
+        learn.fit_one_cycle(epochs, lr_max=lr, start_epoch=start_epoch)
     seconds = time.monotonic() - start
-    steps = int(learn.train_iter)
+    steps = (epochs - start_epoch) * len(train) if start_epoch else int(learn.train_iter)
+    if resume:  # the log of this run has placeholder lines for the skipped epochs: put the real ones back
+        header, *rows = log_csv.read_text().splitlines()
+        kept = [r for r in rows if r and int(r.split(",", 1)[0]) >= start_epoch]
+        log_csv.write_text("\n".join([header, *resume["history"].splitlines(), *kept]) + "\n")
     model.eval().cpu()
-    return {"seconds": round(seconds, 2), "steps": steps, "it_per_s": round(steps / max(seconds, 1e-9), 3)}
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return {"seconds": round(seconds, 2), "steps": steps, "it_per_s": round(steps / max(seconds, 1e-9), 3),
+            "resumed_from_epoch": start_epoch}
 
 
 def seed_everything(seed: int) -> None:
@@ -230,7 +289,11 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     valid = FixedBatches(list(lr_val), list(hr_val), batch_size=2, device=dev)
     log.info("fine-tuning on %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
              len(lr_train), len(lr_val), epochs, per_epoch, cfg["lr"], dev)
-    stats = fit(model, train, valid, epochs, cfg["lr"], cfg["loss"], out_log, dev, cfg.get("max_seconds"))
+    checkpoint = Path(out_model).with_suffix(".ckpt")
+    fingerprint = hashlib.sha256(json.dumps([cfg, str(base_model_path), Path(pairs_path).stat().st_size,
+                                             Path(base_model_path).stat().st_size], sort_keys=True).encode()).hexdigest()
+    stats = fit(model, train, valid, epochs, cfg["lr"], cfg["loss"], out_log, dev, cfg.get("max_seconds"),
+                checkpoint=checkpoint, fingerprint=fingerprint)
     tuned_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(model, lr_val, hr_val, dev)]))
     gain = tuned_psnr - base_psnr
     keep_tuned = bool(np.isfinite(tuned_psnr) and gain > cfg["min_gain_db"])
@@ -247,5 +310,6 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}
     save_model(model if keep_tuned else base, out_model, header["arch"], scale, header["kwargs"], provenance)
     atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
+    checkpoint.unlink(missing_ok=True)
     log.info("verdict: %s", verdict["reason"])
     return verdict

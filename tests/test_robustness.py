@@ -1,0 +1,312 @@
+"""Bad input, odd input, faults and interruptions: each case ends in a clear message naming the
+file, or in a correct output; never in a complete-looking wrong file. docs/robustness.md lists
+every case with the test that proves it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videnhance.data import save_pairs
+from videnhance.degrade import DegradeChain, make_pairs
+from videnhance.infer import enhance_video, run_model
+from videnhance.io import (
+    LOSSLESS,
+    EncodeSettings,
+    FrameReader,
+    FrameWriter,
+    VideoError,
+    frame_timestamps,
+    mux,
+    probe,
+    run_ffmpeg,
+)
+from videnhance.models import SRResNet, save_model
+from videnhance.pipeline import degrade_gt, probe_video
+from videnhance.train import fine_tune
+
+from .conftest import REPO, make_clip
+
+
+def ffmpeg(*args: str) -> None:
+    run_ffmpeg(list(args), what="test input")
+
+
+def lavfi_clip(path: Path, size="64x48", seconds=1, rate=25, *extra: str) -> Path:
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}", *extra, str(path))
+    return path
+
+
+def tiny_model(scale=2) -> SRResNet:
+    torch.manual_seed(0)
+    model = SRResNet(scale=scale, channels=8, blocks=1)
+    torch.nn.init.normal_(model.tail.weight, std=0.02)
+    return model.eval()
+
+
+def enhance_and_mux(source: Path, tmp_path: Path, scale=2, **kwargs) -> Path:
+    meta = probe(source)
+    enhanced, out = tmp_path / "enhanced.mkv", tmp_path / "final.mkv"
+    enhance_video(tiny_model(scale), source, enhanced, scale, EncodeSettings(bframes=not meta.vfr), device="cpu",
+                  meta=meta, **kwargs)
+    mux(enhanced, source, out, source_meta=meta)
+    return out
+
+
+# ------------------------------------------------------------------------------------- not videos
+def test_not_a_video(tmp_path):
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("not a video at all")
+    with pytest.raises(VideoError, match=r"holiday.mp4: not a readable video.*remove it from the sheet"):
+        probe(bad)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.mp4").touch()
+    with pytest.raises(VideoError, match="empty.mp4: the file is empty"):
+        probe(tmp_path / "empty.mp4")
+
+
+def test_truncated_video(tmp_path):
+    full = lavfi_clip(tmp_path / "full.mkv", "160x120", 2, 25, "-vf", "noise=alls=40:allf=t", "-c:v", "libx264")
+    data = full.read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError, match=r"cut.mkv: the file is truncated or corrupt.*Re-copy it"):
+        probe(tmp_path / "cut.mkv")
+
+
+def test_video_with_zero_frames(tmp_path):
+    lavfi_clip(tmp_path / "zero.mkv", "64x48", 1, 25, "-frames:v", "0", "-c:v", "libx264")
+    with pytest.raises(VideoError, match="zero.mkv"):
+        probe(tmp_path / "zero.mkv")
+
+
+def test_audio_only_file(tmp_path):
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(tmp_path / "song.m4a"))
+    with pytest.raises(VideoError, match="song.m4a: has no video stream"):
+        probe(tmp_path / "song.m4a")
+
+
+# -------------------------------------------------------------------------------------- odd sizes
+def test_odd_size_same_scale_output(tmp_path):
+    source = make_clip(tmp_path / "odd.mkv", size=(33, 25), frames=6, settings=LOSSLESS)
+    out = enhance_and_mux(source, tmp_path, scale=1)
+    meta = probe(out)
+    assert (meta.width, meta.height, meta.frames) == (33, 25, 6)
+    assert meta.pix_fmt == "yuv444p"  # 4:2:0 cannot hold odd sizes
+
+
+def test_size_not_divisible_by_scale_in_benchmark_mode(tmp_path):
+    source = make_clip(tmp_path / "gt.mkv", size=(50, 37), frames=5, settings=LOSSLESS)
+    degrade_gt(source, tmp_path / "input.mkv", 4, "BI")
+    meta = probe(tmp_path / "input.mkv")
+    assert (meta.width, meta.height, meta.frames) == (12, 9, 5)  # GT trimmed to 48×36 first
+
+
+def test_frames_too_small_are_refused(tmp_path):
+    source = make_clip(tmp_path / "speck.mkv", size=(6, 6), frames=3, settings=LOSSLESS)
+    with pytest.raises(VideoError, match="speck.mkv: frames of 6x6 are too small"):
+        probe_video(source, tmp_path / "meta.json", 2, "enhance")
+
+
+def test_tiny_frames_smaller_than_the_training_patch(tmp_path):
+    frames = [np.random.default_rng(i).integers(0, 256, (10, 12, 3), dtype=np.uint8) for i in range(6)]
+    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 0, 1, 1], bool), np.arange(6))
+    save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    cfg = {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48, "lr": 1e-4, "loss": {"l1": 1.0},
+           "min_gain_db": 0.0, "seed": 0, "max_seconds": None}
+    verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
+                        tmp_path / "v.json", cfg, "cpu")
+    assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
+
+
+def test_very_large_frame_is_tiled(tmp_path):
+    frame = np.random.default_rng(0).integers(0, 256, (1, 720, 1280, 3), dtype=np.uint8)
+    tiled = run_model(tiny_model(), frame, tile=256, overlap=8)
+    assert tiled.shape == (1, 1440, 2560, 3)
+    crop = frame[:, :200, :300]  # whole-frame reference on a corner (the full frame is the slow part)
+    reference = run_model(tiny_model(), crop)
+    assert np.abs(tiled[:, :380, :580].astype(int) - reference[:, :380, :580].astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------------------ timing and formats
+def test_variable_frame_rate_keeps_timestamps(tmp_path):
+    source = tmp_path / "vfr.mkv"
+    # 25 fps with a 0.3 s hole after frame 10 and slower frames after 20
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1.2",
+           "-vf", "setpts='(N/25+if(gt(N,10),0.3,0)+if(gt(N,20),(N-20)*0.02,0))/TB'",
+           "-fps_mode", "passthrough", "-c:v", "libx264", str(source))
+    meta = probe(source)
+    assert meta.vfr
+    out = enhance_and_mux(source, tmp_path)
+    assert probe(out).frames == meta.frames
+    src_ts, src_tb = frame_timestamps(source)
+    out_ts, out_tb = frame_timestamps(out)
+    np.testing.assert_allclose(out_ts * float(out_tb), src_ts * float(src_tb), atol=0.0015)
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    plain = lavfi_clip(tmp_path / "plain.mp4", "64x48", 1, 25, "-c:v", "libx264")
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(rotated))
+    meta = probe(rotated)
+    assert (meta.width, meta.height, meta.rotation) == (48, 64, 90)
+    out = probe(enhance_and_mux(rotated, tmp_path))
+    assert (out.width, out.height, out.rotation) == (96, 128, 0)  # upright pixels, no second rotation
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p"])
+def test_10bit_and_444_inputs(tmp_path, pix_fmt):
+    source = lavfi_clip(tmp_path / f"{pix_fmt}.mkv", "64x48", 1, 25, "-pix_fmt", pix_fmt, "-c:v", "libx264")
+    assert probe(source).pix_fmt == pix_fmt
+    out = probe(enhance_and_mux(source, tmp_path))
+    assert (out.width, out.height, out.frames) == (128, 96, 25)
+
+
+def test_alpha_channel_is_dropped_with_a_warning(tmp_path, caplog):
+    source = lavfi_clip(tmp_path / "alpha.mov", "64x48", 1, 25, "-vf", "format=rgba", "-c:v", "png")
+    with caplog.at_level("WARNING"):
+        meta = probe_video(source, tmp_path / "meta.json", 2, "enhance")
+    assert meta.alpha and "alpha channel" in caplog.text
+    assert probe(enhance_and_mux(source, tmp_path)).frames == 25
+
+
+def test_no_audio_several_audio_tracks_and_subtitles(tmp_path):
+    video = lavfi_clip(tmp_path / "v.mp4", "64x48", 2, 25, "-c:v", "libx264")
+    (tmp_path / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:01,500\nhello\n")
+    source = tmp_path / "multi.mp4"
+    ffmpeg("-i", str(video), "-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=500:duration=2", "-i", str(tmp_path / "subs.srt"), "-map", "0:v", "-map", "1:a", "-map", "2:a",
+           "-map", "3:s", "-c:v", "copy", "-c:a", "aac", "-c:s", "mov_text", str(source))
+    meta = probe(source)
+    assert len(meta.audio) == 2 and meta.subtitles[0]["codec"] == "mov_text"
+    out = probe(enhance_and_mux(source, tmp_path))
+    assert len(out.audio) == 2 and [s["codec"] for s in out.subtitles] == ["srt"]  # mov_text → SubRip (Matroska)
+    (tmp_path / "silent").mkdir()
+    silent = probe(enhance_and_mux(video, tmp_path / "silent"))
+    assert silent.audio == [] and silent.frames == 50
+
+
+def test_unicode_spaces_and_shell_metacharacters_in_file_names(tmp_path):
+    name = "ünïcödé clip $(touch PWNED); 'q' & `x`.mp4"
+    source = make_clip(tmp_path / name, size=(32, 24), frames=5, audio=True)
+    out = enhance_and_mux(source, tmp_path)
+    assert probe(out).frames == 5 and len(probe(out).audio) == 1
+    assert not list(tmp_path.glob("PWNED")) and not Path("PWNED").exists()
+
+
+# --------------------------------------------------------------------------------- interruptions
+def _wait_for(predicate, limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path):
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(8)]
+    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0] * 6 + [1] * 2, bool), np.arange(8))
+    save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    script = textwrap.dedent(f"""
+        import logging, sys, torch
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+        torch.set_num_threads(1)
+        from videnhance.train import fine_tune
+        cfg = dict(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, loss={{"l1": 1.0}},
+                   min_gain_db=0.0, seed=0, max_seconds=None)
+        d = {str(tmp_path)!r}
+        fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    checkpoint = tmp_path / "model.ckpt"
+    try:
+        assert _wait_for(lambda: checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 2, 240)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "v.json").exists()
+    done_epochs = torch.load(checkpoint, weights_only=True)["epoch"]
+    rerun = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert f"resuming training from epoch {done_epochs} of 20" in rerun.stdout
+    history = (tmp_path / "h.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in history[1:]] == list(range(20))  # every epoch logged once
+    assert not checkpoint.exists() and (tmp_path / "model.pt").exists()
+
+
+def test_kill_9_during_infer_leaves_no_output(tmp_path):
+    source = make_clip(tmp_path / "long.mkv", size=(160, 120), frames=300, settings=LOSSLESS)
+    save_model(tiny_model(), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    script = textwrap.dedent(f"""
+        import torch
+        torch.set_num_threads(1)
+        from videnhance.pipeline import infer
+        d = {str(tmp_path)!r}
+        infer(d + "/m.pt", d + "/long.mkv", d + "/out.mkv", "enhance",
+              dict(codec="libx264", crf=18, preset="medium", pix_fmt="yuv420p"),
+              dict(batch_size=1, tile=0, tile_overlap=8), "cpu")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    partial = tmp_path / ".out.partial.mkv"
+    try:
+        assert _wait_for(lambda: partial.exists() or (tmp_path / "out.mkv").exists(), 120)
+        assert not (tmp_path / "out.mkv").exists(), "infer finished before it could be killed; use a longer clip"
+        time.sleep(1.0)  # well inside the encode
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert partial.exists() and not (tmp_path / "out.mkv").exists()  # only the hidden partial file, never the output name
+    assert source.exists()
+
+
+def test_disk_full_while_encoding_is_a_clear_error(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE) makes writes fail the way a full disk does."""
+    script = textwrap.dedent(f"""
+        import resource, sys
+        from fractions import Fraction
+        import numpy as np
+        from videnhance.io import LOSSLESS, FrameWriter, VideoError
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+        frames = np.random.default_rng(0).integers(0, 256, (30, 120, 160, 3), dtype=np.uint8)
+        try:
+            with FrameWriter({str(tmp_path / 'out.mkv')!r}, 160, 120, Fraction(25), LOSSLESS) as w:
+                w.write(frames)
+        except VideoError as err:
+            print("ERROR:", err)
+            sys.exit(3)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "out.mkv: encoding failed" in proc.stdout and "free disk space" in proc.stdout
+    assert not (tmp_path / "out.mkv").exists()
+
+
+# ---------------------------------------------------------------------------------- determinism
+def test_inference_is_deterministic_on_cpu(tmp_path):
+    source = make_clip(tmp_path / "c.mkv", size=(32, 24), frames=4, settings=LOSSLESS)
+    frames = np.concatenate(list(FrameReader(source)))
+    assert np.array_equal(run_model(tiny_model(), frames), run_model(tiny_model(), frames))
+
+
+def test_writer_rejects_wrong_frames(tmp_path):
+    with pytest.raises(ValueError, match="expected uint8 frames"):
+        with FrameWriter(tmp_path / "x.mkv", 16, 16, Fraction(25), LOSSLESS) as w:
+            w.write(np.zeros((1, 8, 8, 3), np.uint8))
+    assert not (tmp_path / "x.mkv").exists()
