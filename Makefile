@@ -29,6 +29,10 @@ demo: demo-clips
 	@echo "Report:                 results/report/summary.md, results/report/report.html"
 	@echo
 	@cat results/report/summary.md
+	@$(BIN)/python -c "import pandas as pd, sys; s = pd.read_csv('results/report/summary.csv'); \
+	  s = s[s.video != 'overall']; bad = s[s.milestone_psnr_y <= s.bicubic_psnr_y]; \
+	  print('check: the base model beats bicubic on every clip' if bad.empty else f'check FAILED: milestone not above bicubic on {list(bad.video)}'); \
+	  sys.exit(1 if len(bad) else 0)"
 
 test: setup
 	$(BIN)/python -m pytest -ra

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from videnhance.config import validate_config
@@ -71,3 +72,24 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path):
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
     kept, base = load_model(tmp_path / "m.pt")[0].state_dict(), load_model(tmp_path / "base.pt")[0].state_dict()
     assert all(torch.equal(kept[k], base[k]) for k in base)
+
+
+@pytest.mark.slow
+def test_unet_option_pretrains_and_fine_tunes(tmp_path):
+    """The seed's fastai U-Net goes through the same Learner path (tiny budget: it is slow on CPU)."""
+    cfg = validate_config({
+        "model": {"arch": "unet", "encoder": "resnet18"},
+        "pretrain": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "copies": 1},
+        "fine_tune": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "min_gain_db": -100.0},
+    })
+    pretrain([photo("chelsea")], tmp_path / "base.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"],
+             cfg["degrade"], "cpu")
+    frames = [photo("coffee")[i * 20 : i * 20 + 64, :96] for i in range(4)]
+    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 1], bool), np.arange(4))
+    verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
+                        tmp_path / "v.json", cfg["fine_tune"], "cpu")
+    assert verdict["kept"] == "fine_tuned"
+    model, header = load_model(tmp_path / "m.pt", arch="unet", scale=2)
+    assert header["kwargs"] == {"encoder": "resnet18"}
+    assert model(torch.rand(1, 3, 32, 48)).shape == (1, 3, 64, 96)

@@ -218,8 +218,8 @@ def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Pat
     lrs, hrs = make_pairs(images, scale, DegradeChain.from_config(degrade_cfg), seed=train_cfg["seed"],
                           copies=train_cfg["copies"])
     order = np.random.default_rng(train_cfg["seed"]).permutation(len(lrs))
-    n_val = max(1, len(lrs) // 10)
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    n_val = min(max(1, len(lrs) // 10), len(lrs) - 1)  # a single image trains and validates on itself
+    val_idx, train_idx = (order[:n_val], order[n_val:]) if n_val else (order, order)
     patch = train_cfg["patch"]
     epochs, per_epoch = _epochs(train_cfg["steps"], train_cfg["steps_per_epoch"])
     train = PatchBatches([lrs[i] for i in train_idx], [hrs[i] for i in train_idx], scale, patch,
