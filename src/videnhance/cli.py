@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="print what the pipeline sees in a video")
     p.add_argument("videos", nargs="+")
     p.set_defaults(func=_cmd_probe)
+
+    from .images import register as register_sr_images
+
+    register_sr_images(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ VERSION = (
     videnhance.__version__
 )  # a rule param, so a new library version reruns the steps
 EXT = CFG["encode"]["container"]
-RESULTS = "results"
+RESULTS = CFG["results"].rstrip("/")
 
 
 wildcard_constraints:
