@@ -125,7 +125,7 @@ def test_tiny_frames_smaller_than_the_training_patch(tmp_path):
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 0, 1, 1], bool), np.arange(6))
     save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     cfg = {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48, "lr": 1e-4, "loss": {"l1": 1.0},
-           "min_gain_db": 0.0, "seed": 0, "max_seconds": None}
+           "min_gain_db": 0.0, "guard_z": 2.0, "seed": 0, "max_seconds": None}
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu")
     assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
@@ -227,7 +227,7 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path):
         torch.set_num_threads(1)
         from videnhance.train import fine_tune
         cfg = dict(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, loss={{"l1": 1.0}},
-                   min_gain_db=0.0, seed=0, max_seconds=None)
+                   min_gain_db=0.0, guard_z=2.0, seed=0, max_seconds=None)
         d = {str(tmp_path)!r}
         fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu")
     """)

@@ -9,7 +9,7 @@ from videnhance.config import validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.models import SRResNet, load_model, save_model
-from videnhance.train import MixedLoss, fine_tune, pretrain, ssim_torch
+from videnhance.train import MixedLoss, fine_tune, guard, pretrain, ssim_torch
 
 from .conftest import photo
 
@@ -56,7 +56,7 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
     cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
     for run in ("a", "b"):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
-                  tmp_path / f"{run}.json", {**cfg, "min_gain_db": -100.0}, "cpu")  # always keep: compare weights
+                  tmp_path / f"{run}.json", {**cfg, "min_gain_db": -100.0, "guard_z": 0.0}, "cpu")  # always keep
     a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["tail.weight"], torch.zeros_like(a["tail.weight"]))  # it did train
@@ -80,7 +80,7 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     cfg = validate_config({
         "model": {"arch": "unet", "encoder": "resnet18"},
         "pretrain": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "copies": 1},
-        "fine_tune": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "min_gain_db": -100.0},
+        "fine_tune": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "min_gain_db": -100.0, "guard_z": 0.0},
     })
     pretrain([photo("chelsea")], tmp_path / "base.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"],
              cfg["degrade"], "cpu")
@@ -93,3 +93,14 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     model, header = load_model(tmp_path / "m.pt", arch="unet", scale=2)
     assert header["kwargs"] == {"encoder": "resnet18"}
     assert model(torch.rand(1, 3, 32, 48)).shape == (1, 3, 64, 96)
+
+
+def test_guard_needs_a_gain_above_noise():
+    base = [{"psnr_y": 30.0 + 0.5 * (i % 2)} for i in range(6)]
+    noisy = [{"psnr_y": b["psnr_y"] + g} for b, g in zip(base, [0.3, -0.28, 0.25, -0.2, 0.1, -0.1], strict=True)]
+    steady = [{"psnr_y": b["psnr_y"] + 0.1 + 0.01 * i} for i, b in enumerate(base)]
+    verdict = guard(base, noisy, 0.0, 2.0)
+    assert verdict["kept"] == "base" and "within noise" in verdict["reason"] and verdict["gain_db"] > 0
+    assert guard(base, steady, 0.0, 2.0)["kept"] == "fine_tuned"
+    assert guard(base, steady, 0.5, 2.0)["kept"] == "base"  # the margin still applies
+    assert guard(base, noisy, 0.0, 0.0)["kept"] == "fine_tuned"  # z = 0 turns the noise test off

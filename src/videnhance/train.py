@@ -263,6 +263,27 @@ def score_pairs(model: nn.Module, lr: np.ndarray, hr: np.ndarray, device: torch.
     return [score_frame(h, o) for h, o in zip(hr, outs, strict=True)]
 
 
+def guard(base_scores: list[dict], tuned_scores: list[dict], min_gain_db: float, z: float) -> dict:
+    """Keep the fine-tuned model only if its Y-PSNR gain over the base on the held-out frames is
+    above `min_gain_db` and clearly more than noise: the mean per-frame gain must exceed `z`
+    standard errors (a handful of frames can show a +0.01 dB "gain" that does not hold up)."""
+    gains = np.array([t["psnr_y"] - b["psnr_y"] for b, t in zip(base_scores, tuned_scores, strict=True)])
+    gain = float(gains.mean())
+    stderr = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
+    finite = bool(np.isfinite(gains).all())
+    keep = finite and gain > min_gain_db and (z == 0 or gain > z * stderr)
+    n = len(gains)
+    if keep:
+        reason = f"fine-tuned beats the base by {gain:+.3f} dB Y-PSNR (±{stderr:.3f} s.e.) on {n} held-out frames"
+    elif finite and gain > min_gain_db:
+        reason = (f"fine-tuned gains {gain:+.3f} dB on {n} held-out frames, within noise (less than {z} × "
+                  f"{stderr:.3f} dB standard error); keeping the base model")
+    else:
+        reason = (f"fine-tuned did not beat the base by more than {min_gain_db} dB ({gain:+.3f} dB on {n} "
+                  "held-out frames); keeping the base model")
+    return {"kept": "fine_tuned" if keep else "base", "reason": reason, "gain_db": gain, "gain_stderr_db": stderr}
+
+
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
               out_verdict: str | Path, cfg: dict, device: str = "auto") -> dict:
     """Fine-tune the base model on one video's pairs; keep it only if it beats the base on the
@@ -294,18 +315,15 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                                              Path(base_model_path).stat().st_size], sort_keys=True).encode()).hexdigest()
     stats = fit(model, train, valid, epochs, cfg["lr"], cfg["loss"], out_log, dev, cfg.get("max_seconds"),
                 checkpoint=checkpoint, fingerprint=fingerprint)
-    tuned_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(model, lr_val, hr_val, dev)]))
-    gain = tuned_psnr - base_psnr
-    keep_tuned = bool(np.isfinite(tuned_psnr) and gain > cfg["min_gain_db"])
+    tuned_scores = score_pairs(model, lr_val, hr_val, dev)
+    tuned_psnr = float(np.mean([s["psnr_y"] for s in tuned_scores]))
+    verdict_fields = guard(base_scores, tuned_scores, cfg["min_gain_db"], cfg["guard_z"])
+    keep_tuned = verdict_fields["kept"] == "fine_tuned"
     verdict = {
-        "kept": "fine_tuned" if keep_tuned else "base",
-        "reason": (f"fine-tuned beats the base by {gain:+.3f} dB Y-PSNR on {len(lr_val)} held-out frames"
-                   if keep_tuned else
-                   f"fine-tuned did not beat the base by more than {cfg['min_gain_db']} dB "
-                   f"({gain:+.3f} dB on {len(lr_val)} held-out frames); keeping the base model"),
+        **verdict_fields,
         "val_frames": int(len(lr_val)), "train_frames": int(len(lr_train)),
         "val_psnr_y": {"bicubic": bicubic_psnr, "milestone": base_psnr, "fine_tuned": tuned_psnr},
-        "gain_db": gain, "lr": cfg["lr"], **stats,
+        "lr": cfg["lr"], **stats,
     }
     provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}
     save_model(model if keep_tuned else base, out_model, header["arch"], scale, header["kwargs"], provenance)
