@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup demo demo-clips test test-fast lint format report clean
+.PHONY: setup demo demo-clips test test-fast bench lint format clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,14 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+# Speed figures (frames/s, ratio to ffmpeg, peak memory) as a table and in results/bench.csv.
+bench: setup
+	mkdir -p results
+	$(BIN)/videnhance bench io --size 1280x720 --seconds 5 --repeat 3 --csv results/bench.csv
+	$(BIN)/videnhance bench model --seconds 5 --csv results/bench.csv
+	$(BIN)/videnhance bench infer --size 320x180 --scale 2 --seconds 3 --csv results/bench.csv
+	$(BIN)/videnhance bench memory --csv results/bench.csv
 
 lint: setup
 	$(BIN)/ruff check src tests workflow/scripts

@@ -1,9 +1,11 @@
+import logging
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
 
-from videnhance.infer import enhance_video, run_model
+from videnhance.infer import InferPlan, _tiled, enhance_video, is_out_of_memory, run_model
 from videnhance.io import LOSSLESS, FrameReader, probe
 from videnhance.models import SRResNet
 
@@ -43,3 +45,96 @@ def test_enhance_video_streams_every_frame(tmp_path):
     expected = run_model(_random_model(), first)
     got = next(iter(FrameReader(out, batch_size=4)))
     np.testing.assert_array_equal(got, expected)  # what was encoded is what the model made (lossless)
+
+
+class _OOMAbove(torch.nn.Module):
+    """Wraps a model and fails like a full GPU when one call gets more than `limit` input values."""
+
+    def __init__(self, inner, limit, error=None):
+        super().__init__()
+        self.inner, self.limit, self.scale = inner, limit, inner.scale
+        self.error = error or (lambda: torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        if x.numel() > self.limit:
+            raise self.error()
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_tiled_float_output_matches_whole_frame_within_1e_3(scale):
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 40, 52)
+    model = _random_model(scale)
+    with torch.inference_mode():
+        whole = model(x)
+        tiled = _tiled(model, x, scale, tile=24, overlap=8)  # receptive field (≈8 px) inside the overlap
+    assert tiled.shape == whole.shape == (2, 3, 40 * scale, 52 * scale)
+    assert (tiled - whole).abs().max().item() < 1e-3
+
+
+def test_is_out_of_memory_recognises_cuda_errors():
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+@pytest.mark.parametrize("error", [None, lambda: RuntimeError("CUDA out of memory (injected)")])
+def test_out_of_memory_splits_the_batch_then_tiles(caplog, error):
+    frames = np.random.default_rng(0).integers(0, 256, (5, 40, 52, 3), dtype=np.uint8)
+    inner = _random_model()
+    expected = run_model(inner, frames)
+    model = _OOMAbove(inner, limit=3 * 32 * 32, error=error)  # a whole 40×52 frame does not fit, 32 px tiles do
+    plan = InferPlan(batch_size=4, overlap=8)
+    with caplog.at_level(logging.WARNING, logger="videnhance.infer"):
+        got = run_model(model, frames, plan=plan)
+    assert got.shape == expected.shape == (5, 80, 104, 3)  # no frame dropped or repeated
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert (plan.batch_size, plan.tile) == (1, 32)
+    assert [s[0] for s in model.shapes[:3]] == [4, 2, 1]  # halved down to one frame before tiling
+    assert max(s[2] * s[3] for s in model.shapes if np.prod(s) <= model.limit) <= 32 * 32
+    assert "retrying with batches of 2" in caplog.text and "32 px tiles" in caplog.text
+
+
+def test_out_of_memory_gives_up_when_tiles_cannot_shrink_further():
+    frames = np.zeros((1, 40, 52, 3), np.uint8)
+    model = _OOMAbove(_random_model(), limit=10)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_model(model, frames, overlap=8)
+
+
+def test_other_errors_are_not_retried():
+    model = _OOMAbove(_random_model(), limit=0, error=lambda: RuntimeError("cuDNN error: bad param"))
+    with pytest.raises(RuntimeError, match="bad param"):
+        run_model(model, np.zeros((3, 20, 20, 3), np.uint8))
+    assert len(model.shapes) == 1
+
+
+def test_enhance_video_survives_out_of_memory_with_every_frame(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", size=(32, 24), frames=23, fps=Fraction(25))
+    out = tmp_path / "out.mkv"
+    inner = _random_model()
+    model = _OOMAbove(inner, limit=3 * 24 * 24)  # whole 32×24 frames fail, 24 px tiles fit
+    stats = enhance_video(model, clip, out, 2, LOSSLESS, device="cpu", batch_size=4, overlap=8, progress=False)
+    assert stats["frames"] == 23 == probe(clip).frames == probe(out).frames
+    assert stats["oom_events"] >= 3 and (stats["batch_size"], stats["tile"]) == (1, 24)
+    source = np.concatenate(list(FrameReader(clip, batch_size=8)))
+    got = np.concatenate(list(FrameReader(out, batch_size=8)))
+    expected = run_model(inner, source)
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_cpu_allocator_tuning_is_idempotent_and_can_be_turned_off(monkeypatch):
+    from videnhance import infer
+
+    monkeypatch.setattr(infer, "_ALLOCATOR_TUNED", None)
+    monkeypatch.setenv("VIDENHANCE_MALLOC_TUNE", "0")
+    assert infer.tune_cpu_allocator() is False
+    monkeypatch.setattr(infer, "_ALLOCATOR_TUNED", None)
+    monkeypatch.delenv("VIDENHANCE_MALLOC_TUNE")
+    first = infer.tune_cpu_allocator()
+    assert isinstance(first, bool) and infer.tune_cpu_allocator() is first

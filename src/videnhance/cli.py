@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+")
     p.set_defaults(func=_cmd_probe)
 
+    from .bench import register as register_bench
     from .images import register as register_sr_images
 
+    register_bench(sub)
     register_sr_images(sub)
     return parser
 

@@ -228,18 +228,10 @@ def _cmd_sr_images(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .step import USER_ERRORS
+    """`python -m videnhance.images …` is `videnhance sr-images …`."""
+    from .cli import main as cli_main
 
-    parser = add_arguments(argparse.ArgumentParser(
-        prog="python -m videnhance.images", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except USER_ERRORS as err:
-        print(f"videnhance error: {err}", file=sys.stderr)
-        return 1
+    return cli_main(["sr-images", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

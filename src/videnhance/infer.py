@@ -3,8 +3,12 @@ decode → batch → model → encode with no file per frame. bf16 autocast on C
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,35 @@ def pick_device(preference: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device; use device: auto or cpu")
     return device
+
+
+_ALLOCATOR_TUNED: bool | None = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the heap instead of giving it back to the kernel (glibc only).
+
+    glibc serves every block over 32 MB with a fresh mmap and unmaps it on free, so CPU inference
+    page-faults and zeroes each large activation again, layer after layer. On the 2-core machine
+    that was 19 of 48 CPU-s per 720p ×2 SRResNet frame (2.6 after this; 1.55× faster). It is
+    process-wide and permanent, and peak RSS can grow (up to +40% measured, see
+    docs/performance.md); set VIDENHANCE_MALLOC_TUNE=0 to keep glibc's defaults. Returns whether
+    the tuning is in effect.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    if os.environ.get("VIDENHANCE_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+        _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc (musl, …)
+        pass
+    log.debug("glibc malloc tuned for CPU inference: %s", _ALLOCATOR_TUNED)
+    return _ALLOCATOR_TUNED
 
 
 def _forward(model: nn.Module | None, x: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
@@ -54,26 +87,117 @@ def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: in
     return out
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError, or a RuntimeError that says "out of memory" (older torch,
+    cuDNN/cuBLAS workspaces, MPS)."""
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None) or getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(err, oom_type):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def _free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class InferPlan:
+    """How frames go through the model: frames per model call and tile side (0 = whole frames).
+
+    Starts as configured and only ever shrinks: after an out-of-memory error the batch is split
+    (halving down to 1 frame), then the frame is cut into tiles (side halving, overlap kept) until
+    a call fits. One plan lives for a whole video, so later batches start from what worked.
+    """
+
+    batch_size: int
+    tile: int = 0
+    overlap: int = 16
+    oom_events: int = 0
+    min_tile: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self.batch_size = max(1, int(self.batch_size))
+        if not self.min_tile:
+            self.min_tile = max(8, 3 * self.overlap)  # a tile keeps a centre at least `overlap` wide
+
+    def shrink(self, n: int, h: int, w: int, err: BaseException) -> bool:
+        """Make the next try smaller after `err` on `n` frames of h×w; False when nothing is left to shrink."""
+        self.oom_events += 1
+        if n > 1:
+            self.batch_size = max(1, min(self.batch_size, n) // 2)
+            log.warning("out of memory on a batch of %d frames of %dx%d; retrying with batches of %d (%s)",
+                        n, w, h, self.batch_size, _short(err))
+            return True
+        active = self.tile if self.tile and (h > self.tile or w > self.tile) else 0
+        limit = active or max(h, w)  # the next tile must be smaller than what just failed
+        tile = max(active // 2 if active else _pow2_below(max(h, w)), self.min_tile)
+        if tile >= limit:
+            log.error("out of memory on one %dx%d frame%s; giving up (smallest tile is %d px for overlap %d)",
+                      w, h, f" in {active} px tiles" if active else "", self.min_tile, self.overlap)
+            return False
+        self.tile = tile
+        log.warning("out of memory on one %dx%d frame; retrying in %d px tiles with %d px overlap (%s)",
+                    w, h, self.tile, self.overlap, _short(err))
+        return True
+
+
+def _pow2_below(n: int) -> int:
+    """The largest power of two strictly below n (1 for n ≤ 2)."""
+    return 1 << max(0, (n - 1).bit_length() - 1)
+
+
+def _short(err: BaseException) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+
+
+def _model_call(model: nn.Module | None, x: torch.Tensor, scale: int, size: tuple[int, int],
+                tile: int, overlap: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if model is not None and tile and (h > tile or w > tile):
+        return _tiled(model, x, scale, tile, overlap)
+    return _forward(model, x, scale, size)
+
+
+def _to_uint8(y: torch.Tensor) -> np.ndarray:
+    return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 @torch.inference_mode()
 def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, int] | None = None,
               device: torch.device | str = "cpu", batch_size: int = 8, tile: int = 0,
-              overlap: int = 16) -> np.ndarray:
-    """uint8 (n, h, w, 3) → uint8 (n, h·s, w·s, 3). `model=None` gives bicubic to `out_size`."""
+              overlap: int = 16, plan: InferPlan | None = None) -> np.ndarray:
+    """uint8 (n, h, w, 3) → uint8 (n, h·s, w·s, 3). `model=None` gives bicubic to `out_size`.
+
+    Out of (GPU) memory, a batch is retried smaller, then in tiles (see `InferPlan`); every frame
+    comes out exactly once and in order. Pass one `plan` across calls to keep what worked.
+    """
     device = torch.device(device)
     scale = getattr(model, "scale", None) or (out_size[0] // frames.shape[1] if out_size else 1)
     if model is not None:
         model = model.to(device).eval()
     h, w = frames.shape[1:3]
     size = out_size or (h * scale, w * scale)
+    plan = plan or InferPlan(batch_size, tile, overlap)
     outs = []
-    for start in range(0, len(frames), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(frames[start : start + batch_size])).to(device)
-        x = x.permute(0, 3, 1, 2).float().div_(255)
-        if model is not None and tile and (h > tile or w > tile):
-            y = _tiled(model, x, scale, tile, overlap)
-        else:
-            y = _forward(model, x, scale, size)
-        outs.append(y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    start = 0
+    while start < len(frames):
+        chunk = frames[start : start + plan.batch_size]
+        failed: BaseException | None = None
+        try:
+            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255)
+            outs.append(_to_uint8(_model_call(model, x, scale, size, plan.tile, plan.overlap)))
+            start += len(chunk)  # only a batch that came out whole moves on: no frame lost or repeated
+        except Exception as err:  # noqa: BLE001 - filtered just below
+            if model is None or not is_out_of_memory(err):
+                raise
+            failed = err.with_traceback(None)  # the traceback would pin the failed call's tensors
+        if failed is not None:
+            x = None  # drop references into the failed call before freeing the cache
+            _free_memory(device)
+            if not plan.shrink(len(chunk), h, w, failed):
+                raise failed
     return np.concatenate(outs) if outs else np.empty((0, *size, 3), np.uint8)
 
 
@@ -86,14 +210,17 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     + ffmpeg process) overlap; queues are bounded so memory does not grow with video length.
     """
     dev = pick_device(device)
+    if dev.type == "cpu" and model is not None:
+        tune_cpu_allocator()
     meta = meta or probe(input_path)
     out_w, out_h = meta.width * scale, meta.height * scale
     reader = FrameReader(input_path, meta, batch_size=batch_size)
+    plan = InferPlan(batch_size, tile, overlap)
     start = time.monotonic()
     bar = _progress(meta.frames, f"infer {Path(output_path).name}") if progress else None
     with FrameWriter(output_path, out_w, out_h, meta.fps, settings) as writer:
         for batch in reader:
-            writer.write(run_model(model, batch, (out_h, out_w), dev, batch_size, tile, overlap))
+            writer.write(run_model(model, batch, (out_h, out_w), dev, plan=plan))
             if bar is not None:
                 bar.update(len(batch))
     if bar is not None:
@@ -101,8 +228,13 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     seconds = time.monotonic() - start
     if writer.frames != meta.frames:
         raise RuntimeError(f"{output_path}: wrote {writer.frames} frames, the input has {meta.frames}")
-    return {"frames": writer.frames, "seconds": round(seconds, 2), "fps": round(writer.frames / max(seconds, 1e-9), 2),
-            "device": str(dev)}
+    stats = {"frames": writer.frames, "seconds": round(seconds, 2), "fps": round(writer.frames / max(seconds, 1e-9), 2),
+             "device": str(dev)}
+    if plan.oom_events:
+        stats.update(oom_events=plan.oom_events, batch_size=plan.batch_size, tile=plan.tile)
+        log.warning("%s: %d out-of-memory retries; finished with batches of %d and tile %s", output_path,
+                    plan.oom_events, plan.batch_size, plan.tile or "off")
+    return stats
 
 
 class _progress:

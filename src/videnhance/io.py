@@ -25,6 +25,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+PIPE_SIZE = 1 << 20  # bigger pipe buffers: fewer wake-ups per frame between ffmpeg and Python
+
+
 class VideoError(RuntimeError):
     """A video could not be read or written; the message names the file and what to do."""
 
@@ -226,7 +229,7 @@ class FrameReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         h, w = self.meta.height, self.meta.width
         frame_bytes = h * w * 3
-        proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
@@ -312,10 +315,10 @@ class EncodeSettings:
         args = ["-c:v", self.codec, "-pix_fmt", pix_fmt]
         if self.codec in ("libx264", "libx265"):
             args += ["-crf", str(self.crf), "-preset", self.preset]
-        if not self.bframes:
-            args += ["-bf", "0"]
         elif self.codec == "libsvtav1":
             args += ["-crf", str(self.crf), "-preset", "8"]
+        if not self.bframes:
+            args += ["-bf", "0"]
         return args
 
 
@@ -344,7 +347,7 @@ class FrameWriter:
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{self.width}x{self.height}", "-r", f"{self.fps.numerator}/{self.fps.denominator}",
                "-i", "-", *self.settings.args(self.width, self.height), str(self._tmp)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
         return self
@@ -353,7 +356,7 @@ class FrameWriter:
         while (batch := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self._proc.stdin.write(batch.tobytes())
+                    self._proc.stdin.write(memoryview(batch).cast("B"))  # no copy of the frames
                 except (BrokenPipeError, OSError) as err:
                     self._error = err
 
