@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 
 from .config import ConfigError
@@ -29,6 +30,9 @@ def step(log_path: str | None, threads: int = 1, name: str = "videnhance"):
         handlers.append(file_handler)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # fastai's import-time deprecation notices say nothing to a user of this pipeline
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*weight_norm.*", category=UserWarning)
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
