@@ -60,14 +60,16 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
             pretrain(images, pretrained, work / "pretrain.history.csv", scale, cfg["model"], cfg["pretrain"],
                      cfg["degrade"], cfg["device"])
     pretrain_load(work / "base.pt", scale, cfg["model"], cfg["checkpoint"], str(pretrained) if pretrained else None)
-    extract(args.input, work / "frames.npz", cfg["extract"]["frames"], cfg["extract"]["val_fraction"])
+    extract(args.input, work / "frames.npz", cfg["extract"]["frames"], cfg["extract"]["val_fraction"],
+            meta_json=work / "meta.json")
     degrade(work / "frames.npz", work / "pairs.npz", scale, cfg["degrade"])
     if cfg["fine_tune"]["enabled"]:
         verdict = fine_tune(work / "pairs.npz", work / "base.pt", work / "model.pt", work / "fine_tune.history.csv",
                             work / "verdict.json", cfg["fine_tune"], cfg["device"])
         print(f"guard: {verdict['reason']}", file=sys.stderr)
     model = work / ("model.pt" if cfg["fine_tune"]["enabled"] else "base.pt")
-    infer(model, args.input, work / "enhanced.mkv", "enhance", cfg["encode"], cfg["infer"], cfg["device"])
+    infer(model, args.input, work / "enhanced.mkv", "enhance", cfg["encode"], cfg["infer"], cfg["device"],
+          meta_json=work / "meta.json")
     mux(work / "enhanced.mkv", args.input, args.output, source_meta=meta)
     print(args.output)
     return 0

@@ -16,7 +16,7 @@ import pandas as pd
 from .data import load_npz
 from .degrade import crop_to_multiple
 from .infer import pick_device, run_model
-from .io import FrameReader, VideoError, atomic_output
+from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
 from .metrics import psnr, rgb_to_y, score_frame
 from .models import load_model
 
@@ -68,8 +68,10 @@ def crops_png(panels: dict[str, np.ndarray], out_png: str | Path, title: str, cr
 
 def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str | Path, milestone: str | Path,
                        enhanced: str | Path, scale: int, out_csv: str | Path, border: int = 0,
-                       out_crops: str | Path | None = None) -> pd.DataFrame:
-    readers = [FrameReader(p, batch_size=8) for p in (ground_truth, input_video, milestone, enhanced)]
+                       out_crops: str | Path | None = None, gt_meta_json: str | Path | None = None) -> pd.DataFrame:
+    gt_meta = VideoMeta.from_json(gt_meta_json) if gt_meta_json else probe(ground_truth)
+    readers = [FrameReader(ground_truth, gt_meta, batch_size=8)]
+    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=8) for p in (input_video, milestone, enhanced)]
     counts = {str(r.path): r.meta.frames for r in readers}
     if len(set(counts.values())) != 1:
         raise VideoError(f"frame counts differ, cannot score {video_id}: {counts}")

@@ -97,8 +97,13 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def probe(path: str | Path) -> VideoMeta:
-    """Read a video's metadata with PyAV; counts frames by demuxing when the container has no count."""
+def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
+    """Read a video's metadata with PyAV.
+
+    `decode_check=True` counts frames by decoding the whole stream with ffmpeg, which also finds
+    truncated or corrupt files: right for a user's file, once (the `probe` step writes meta.json
+    for the later steps). `False` counts packets only (no decoding): exact for the files the
+    pipeline writes itself, and much cheaper on long videos."""
     import av
 
     path = Path(path)
@@ -138,8 +143,8 @@ def probe(path: str | Path) -> VideoMeta:
             raise VideoError(f"{path}: the video stream cannot be decoded ({err}). The file may be truncated or corrupt.") from err
         if frames == 0:
             raise VideoError(f"{path}: the video stream has no frames. Remove it from the sheet.")
-    frames = count_frames(path)
     timestamps, _ = frame_timestamps(path)
+    frames = count_frames(path) if decode_check else len(timestamps)
     steps = np.diff(timestamps)
     vfr = bool(len(steps) > 1 and steps.max() - steps.min() > max(1, 0.01 * np.median(steps)))
     alpha = pix_fmt.startswith(("rgba", "bgra", "argb", "abgr", "yuva", "gbrap", "ya"))
@@ -428,7 +433,7 @@ def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settin
          meta: VideoMeta) -> None:
     video_codec = ["-c:v", "copy"]
     if settings is not None:
-        vmeta = probe(video_path)
+        vmeta = probe(video_path, decode_check=False)
         video_codec = settings.args(vmeta.width, vmeta.height)
     subtitle_codec = ["-c:s", "copy"]
     if out_path.suffix.lower() == ".mkv" and any(s["codec"] == "mov_text" for s in meta.subtitles):
@@ -445,7 +450,7 @@ def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settin
 def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: str | Path,
                  settings: EncodeSettings | None = None) -> None:
     """Comparison clip: the input upscaled with bicubic (left) next to the enhanced video (right)."""
-    emeta = probe(enhanced_path)
+    emeta = probe(enhanced_path, decode_check=False)
     settings = settings or EncodeSettings(crf=20)
     width = 2 * emeta.width
     with atomic_output(out_path) as tmp:

@@ -48,21 +48,29 @@ def probe_video(source: str | Path, out_meta: str | Path, scale: int, mode: str)
     return meta
 
 
-def degrade_gt(source: str | Path, out_video: str | Path, scale: int, kind: str, batch_size: int = 16) -> None:
+def input_meta(input_video: str | Path, meta_json: str | Path | None) -> VideoMeta:
+    """The input video's metadata: from the `probe` step's meta.json when the input is the user's
+    source (no second full decode), else by packet count (files the pipeline wrote itself)."""
+    return VideoMeta.from_json(meta_json) if meta_json else probe(input_video, decode_check=False)
+
+
+def degrade_gt(source: str | Path, out_video: str | Path, scale: int, kind: str, batch_size: int = 16,
+               meta_json: str | Path | None = None) -> None:
     """Benchmark mode: make the low-resolution input video from the ground truth (lossless FFV1).
 
     The ground truth is trimmed (bottom/right) to a multiple of `scale`; evaluate trims the same way.
     """
-    meta = probe(source)
+    meta = VideoMeta.from_json(meta_json) if meta_json else probe(source)
     w, h = meta.width - meta.width % scale, meta.height - meta.height % scale
     with FrameWriter(out_video, w // scale, h // scale, meta.fps, LOSSLESS) as writer:
         for batch in FrameReader(source, meta, batch_size=batch_size):
             writer.write(eval_degrade(crop_to_multiple(batch, scale), scale, kind))
 
 
-def extract(input_video: str | Path, out_frames: str | Path, count: int, val_fraction: float) -> None:
+def extract(input_video: str | Path, out_frames: str | Path, count: int, val_fraction: float,
+            meta_json: str | Path | None = None) -> None:
     """Sample `count` frames evenly (not every frame) and mark whole stretches for validation."""
-    meta = probe(input_video)
+    meta = input_meta(input_video, meta_json)
     indices = sample_indices(meta.frames, count)
     frames = FrameReader(input_video, meta).read_selected(indices)
     train_idx, val_idx = split_train_val(indices, val_fraction)
@@ -112,13 +120,13 @@ def skip_fine_tune(base_model: str | Path, out_model: str | Path, out_log: str |
 
 
 def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path, mode: str,
-          encode_cfg: dict, infer_cfg: dict, device: str) -> dict:
+          encode_cfg: dict, infer_cfg: dict, device: str, meta_json: str | Path | None = None) -> dict:
     """Enhance every frame. Benchmark mode encodes losslessly so scores reflect the model, not
     the encoder; `reassemble` encodes the deliverable with the configured codec."""
     from .infer import enhance_video
 
     model, header = load_model(model_path)
-    meta = probe(input_video)
+    meta = input_meta(input_video, meta_json) if mode == "benchmark" or meta_json else probe(input_video)
     settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg, keep_order=meta.vfr)
     stats = enhance_video(model, input_video, out_video, header["scale"], settings, device=device,
                           batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],

@@ -33,6 +33,16 @@ def input_video(wildcards):
     return source_video(wildcards)
 
 
+def input_files(wildcards):
+    """The input video, and the probe step's meta.json when that video is the user's source (so
+    later steps need not decode it again to count frames). In benchmark mode the input is our own
+    lossless file, and the ground truth's meta.json must not feed the training side."""
+    files = {"video": input_video(wildcards)}
+    if SETTINGS[wildcards.video]["mode"] == "enhance":
+        files["meta"] = f"{RESULTS}/{wildcards.video}/meta.json"
+    return files
+
+
 def base_model_for(wildcards):
     return f"{RESULTS}/base/x{SETTINGS[wildcards.video]['scale']}.pt"
 
@@ -46,6 +56,7 @@ def evaluate_inputs(wildcards):
     if SETTINGS[vid]["mode"] == "benchmark":
         return {
             "ground_truth": source_video(wildcards),
+            "meta": f"{RESULTS}/{vid}/meta.json",
             "input": f"{RESULTS}/{vid}/input.mkv",
             "milestone": f"{RESULTS}/{vid}/infer/milestone.mkv",
             "enhanced": f"{RESULTS}/{vid}/infer/enhanced.mkv",

@@ -3,7 +3,7 @@
 
 rule infer:
     input:
-        video=input_video,
+        unpack(input_files),
         model=lambda wc: (
             f"{RESULTS}/{wc.video}/model.pt"
             if wc.which == "enhanced"

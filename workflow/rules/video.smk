@@ -42,7 +42,7 @@ rule degrade_gt:
 
 rule extract:
     input:
-        video=input_video,
+        unpack(input_files),
     output:
         frames=f"{RESULTS}/{{video}}/frames.npz",
     log:
