@@ -114,7 +114,7 @@ def test_broken_video_fails_alone_with_its_log(run):
     assert "broken.mp4" in log and "not a readable video" in log
     # The Slurm job's own log (Snakemake's output on the node) is kept for failed jobs; the probe
     # ran in the per-video `prep` group job.
-    slurm_logs = sorted((workdir / ".snakemake" / "slurm_logs").glob("group_prep_probe/*.log"))
+    slurm_logs = sorted((workdir / ".snakemake" / "slurm_logs").glob("group_prep*/*.log"))
     assert any("broken.mp4: not a readable video" in p.read_text(errors="replace") for p in slurm_logs), slurm_logs
 
 
