@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -503,6 +504,16 @@ def _row_from(result: dict, benchmark: str, measure_name: str, size: str, scale:
 # the benchmarks
 
 
+@contextmanager
+def _source_clip(input: str | Path | None, size: tuple[int, int], seconds: float):
+    """A scratch folder, the clip to measure (the user's, or a generated one) and its metadata."""
+    with tempfile.TemporaryDirectory(prefix="videnhance-bench-") as tmp:
+        tmp = Path(tmp)
+        src = Path(input) if input else make_test_clip(tmp / "src.mp4", size, seconds)
+        yield tmp, src, probe(src)
+
+
+
 def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str | Path | None = None,
              settings: EncodeSettings | None = None, batch_size: int = 8, repeat: int = 1, isolate: bool = True,
              out=None) -> list[Row]:
@@ -510,10 +521,7 @@ def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str
     out = out or sys.stdout
     settings = settings or EncodeSettings()
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="videnhance-bench-") as tmp:
-        tmp = Path(tmp)
-        src = Path(input) if input else make_test_clip(tmp / "src.mp4", size, seconds)
-        meta = probe(src)
+    with _source_clip(input, size, seconds) as (tmp, src, meta):
         w, h, n = meta.width, meta.height, meta.frames
         st = size_text(w, h)
         enc = settings.args(w, h)
@@ -592,10 +600,7 @@ def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: flo
     dev = _resolve_device(device)
     batch = batch_size or _default_batch("infer", dev)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="videnhance-bench-") as tmp:
-        tmp = Path(tmp)
-        src = Path(input) if input else make_test_clip(tmp / "src.mp4", size, seconds)
-        meta = probe(src)
+    with _source_clip(input, size, seconds) as (tmp, src, meta):
         w, h, n = meta.width, meta.height, meta.frames
         ow, oh = w * scale, h * scale
         base = {"settings": asdict(settings), "threads": threads, "device": dev, "model": model, "scale": scale}

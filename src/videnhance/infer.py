@@ -223,8 +223,6 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
             writer.write(run_model(model, batch, (out_h, out_w), dev, plan=plan))
             if bar is not None:
                 bar.update(len(batch))
-    if bar is not None:
-        bar.close()
     seconds = time.monotonic() - start
     if writer.frames != meta.frames:
         raise RuntimeError(f"{output_path}: wrote {writer.frames} frames, the input has {meta.frames}")
@@ -253,6 +251,3 @@ class _progress:
             eta = (self.total - self.done) / max(rate, 1e-9)
             log.info("%s: %d/%d frames (%.0f%%), %.1f frames/s, eta %.0f s", self.label, self.done, self.total,
                      100 * self.done / max(self.total, 1), rate, eta)
-
-    def close(self) -> None:
-        pass

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import queue
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -464,9 +463,3 @@ def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: st
             what=f"{out_path} (side-by-side of {input_path} and {enhanced_path})",
         )
 
-
-def has_ffmpeg() -> bool:
-    try:
-        return Path(ffmpeg_exe()).exists() or shutil.which(ffmpeg_exe()) is not None
-    except Exception:  # noqa: BLE001 - imageio-ffmpeg raises several kinds when missing
-        return False

@@ -13,7 +13,6 @@ import numpy as np
 from . import __version__
 from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .degrade import DegradeChain, crop_to_multiple, eval_degrade
-from .infer import pick_device
 from .io import (
     LOSSLESS,
     EncodeSettings,
@@ -153,7 +152,3 @@ def reassemble(enhanced: str | Path, source: str | Path, input_video: str | Path
         Path(out_video).unlink()
         raise VideoError(f"{out_video}: has {out.frames} frames, the source {source} has {source_meta.frames}.")
     side_by_side(input_video, enhanced, out_side_by_side)
-
-
-def device_for(cfg_device: str) -> str:
-    return str(pick_device(cfg_device))
