@@ -5,7 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from videnhance.infer import InferPlan, _tiled, enhance_video, is_out_of_memory, run_model
+from videnhance.infer import (
+    CPU_BATCH,
+    InferPlan,
+    _tiled,
+    auto_batch_size,
+    batch_from_memory,
+    enhance_video,
+    is_out_of_memory,
+    prepare_model,
+    run_model,
+)
 from videnhance.io import LOSSLESS, FrameReader, probe
 from videnhance.models import SRResNet
 
@@ -138,3 +148,33 @@ def test_cpu_allocator_tuning_is_idempotent_and_can_be_turned_off(monkeypatch):
     monkeypatch.delenv("VIDENHANCE_MALLOC_TUNE")
     first = infer.tune_cpu_allocator()
     assert isinstance(first, bool) and infer.tune_cpu_allocator() is first
+
+
+def test_batch_size_from_free_memory():
+    gib = 1 << 30
+    assert batch_from_memory(10 * gib, gib) == 6  # 60% of the free memory
+    assert batch_from_memory(100 * gib, gib // 100) == 32  # capped
+    assert batch_from_memory(gib, 2 * gib) == 1  # at least one frame (tiles take over if it fails)
+    assert batch_from_memory(gib, 0) == 32
+    assert auto_batch_size(_random_model(), 64, 64, torch.device("cpu")) == CPU_BATCH
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager_with_one_graph_for_a_short_last_batch(tmp_path):
+    """torch.compile (inductor, CPU here): same frames as eager, and the short last batch is padded
+    so the video needs one graph (a recompile would cost as much as the first compile)."""
+    import torch._dynamo
+
+    clip = make_clip(tmp_path / "in.mp4", size=(32, 24), frames=7)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    stats = enhance_video(_random_model(), clip, tmp_path / "c.mkv", 2, LOSSLESS, device="cpu", batch_size=4,
+                          compile=True, progress=False)
+    assert stats["frames"] == 7 and stats["compiled"]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    enhance_video(_random_model(), clip, tmp_path / "e.mkv", 2, LOSSLESS, device="cpu", batch_size=4, progress=False)
+    compiled = np.concatenate(list(FrameReader(tmp_path / "c.mkv", batch_size=8)))
+    eager = np.concatenate(list(FrameReader(tmp_path / "e.mkv", batch_size=8)))
+    assert compiled.shape == eager.shape == (7, 48, 64, 3)
+    assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 1  # float reassociation, after rounding
+    assert prepare_model(None, torch.device("cpu"), compile=True) is None

@@ -330,6 +330,9 @@ def _work_model(spec: dict) -> dict:
         model = model.to(dev)
         if cuda:
             model = model.to(memory_format=torch.channels_last)
+        if spec.get("compile"):
+            model = torch.compile(model, dynamic=False)
+    compile_s = None
 
     def call(x):
         if model is None:
@@ -345,6 +348,12 @@ def _work_model(spec: dict) -> dict:
             try:
                 # channels_last, as run_model feeds the model (NHWC frames permuted): ~10% faster on CPU too
                 x = torch.rand(batch, 3, h, w, device=dev).contiguous(memory_format=torch.channels_last)
+                if spec.get("compile") and model is not None:  # compile on the timed shape, timed apart
+                    t0 = time.perf_counter()
+                    call(x)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    compile_s = time.perf_counter() - t0
                 if cuda:
                     for _ in range(2):  # warm-up: kernels picked, memory pools grown
                         call(x)
@@ -374,7 +383,8 @@ def _work_model(spec: dict) -> dict:
                 if cuda:
                     torch.cuda.empty_cache()
     out = {"frames": frames, "seconds": seconds, "batch_size": batch,
-           "dtype": "bf16" if cuda and model is not None else "fp32", "threads": torch.get_num_threads()}
+           "dtype": "bf16" if cuda and model is not None else "fp32", "threads": torch.get_num_threads(),
+           "compiled": bool(spec.get("compile")), "compile_s": compile_s}
     if cuda:
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / (1 << 20)
         out["gpu"] = torch.cuda.get_device_name(dev)
@@ -572,20 +582,25 @@ def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str
 
 def bench_model(cases: list[tuple[int, int, int]] | None = None, seconds: float = 5, device: str = "auto",
                 batch_size: int | None = None, model: str = "default", threads: int | None = None,
-                isolate: bool = True, out=None) -> list[Row]:
-    """Model-only frames/s for each (width, height, scale)."""
+                isolate: bool = True, out=None, compile: bool | None = False) -> list[Row]:
+    """Model-only frames/s for each (width, height, scale); `compile=None` measures eager and
+    torch.compile side by side (compile time reported apart, in the note)."""
     out = out or sys.stdout
     rows = []
     for w, h, scale in cases or MODEL_CASES:
         dev = _resolve_device(device)
-        spec = {"kind": "model", "size": [w, h], "scale": scale, "device": dev, "model": model, "seconds": seconds,
-                "batch_size": batch_size or _default_batch("model", dev), "threads": threads}
-        result = measure(spec, isolate)
-        row = _row_from(result, "model", f"{model}_{result['dtype']}_b{result['batch_size']}", size_text(w, h),
-                        scale, dev)
-        where = result.get("gpu") or f"{result['threads']} threads"
-        row.note = f"{where}; {row.note}"
-        rows.append(row)
+        for compiled in ((False, True) if compile is None else (compile,)):
+            spec = {"kind": "model", "size": [w, h], "scale": scale, "device": dev, "model": model,
+                    "seconds": seconds, "batch_size": batch_size or _default_batch("model", dev), "threads": threads,
+                    "compile": compiled}
+            result = measure(spec, isolate)
+            name = f"{model}_{result['dtype']}_b{result['batch_size']}{'_compiled' if compiled else ''}"
+            row = _row_from(result, "model", name, size_text(w, h), scale, dev)
+            where = result.get("gpu") or f"{result['threads']} threads"
+            if result.get("compile_s") is not None:
+                where += f", compile {result['compile_s']:.1f} s"
+            row.note = f"{where}; {row.note}"
+            rows.append(row)
     print_table(rows, out, title=f"model: SRResNet {MODELS.get(model)}, random weights, time-bounded {seconds} s")
     return rows
 
@@ -721,6 +736,8 @@ def _add_commands(sub) -> None:
         p.add_argument("--model", choices=sorted(MODELS), help="network: default = SRResNet 64×16, tiny = 8×2, "
                                                                  "bicubic = no network")
         p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+        p.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                       help="model: torch.compile the network (on), or measure eager and compiled (both)")
 
     p = sub.add_parser("io", help="ffmpeg alone vs our decode/encode/passthrough")
     common(p, "clip size (default 1280x720)", "clip length (default 5)")
@@ -758,7 +775,9 @@ def _cmd_model(args) -> list[Row]:
     cases = [(*args.size, args.scale or 2)] if args.size else None
     if cases is None and args.scale:
         cases = [(w, h, args.scale) for w, h, _ in MODEL_CASES]
-    return bench_model(cases, _given(args.seconds, 5), args.device, args.batch_size, args.model or "default", args.threads)
+    compile = {"off": False, "on": True, "both": None}[args.compile]
+    return bench_model(cases, _given(args.seconds, 5), args.device, args.batch_size, args.model or "default", args.threads,
+                       compile=compile)
 
 
 def _cmd_infer(args) -> list[Row]:

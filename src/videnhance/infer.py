@@ -159,8 +159,104 @@ def _model_call(model: nn.Module | None, x: torch.Tensor, scale: int, size: tupl
     return _forward(model, x, scale, size)
 
 
-def _to_uint8(y: torch.Tensor) -> np.ndarray:
-    return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+def _to_uint8(y: torch.Tensor) -> torch.Tensor:
+    """float NCHW in [0, 1] → uint8 NHWC, on the same device (contiguous when `y` is channels_last)."""
+    return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC frames → float NCHW in [0, 1] on `device`, channels_last (the NHWC bytes as they
+    are: the permute is free). On CUDA the uint8 batch goes through pinned memory, asynchronously,
+    and is converted on the GPU: a quarter of the bytes a float copy would move."""
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(255)
+
+
+def prepare_model(model: nn.Module | None, device: torch.device, compile: bool = False) -> nn.Module | None:
+    """The model on `device` in eval mode; channels_last on CUDA (NHWC tensor-core kernels), and
+    wrapped in `torch.compile` when asked (static shapes: `run_model` pads a short last batch so
+    the whole video uses one compiled graph)."""
+    if model is None:
+        return None
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        scale = getattr(model, "scale", None)
+        model = torch.compile(model, dynamic=False)
+        model.scale = scale
+        model._videnhance_compiled = True
+    return model
+
+
+def batch_from_memory(free_bytes: int, per_frame_bytes: int, fraction: float = 0.6, cap: int = 32) -> int:
+    """Frames per model call that fit `fraction` of the free memory, between 1 and `cap`."""
+    if per_frame_bytes <= 0:
+        return cap
+    return max(1, min(cap, int(free_bytes * fraction) // per_frame_bytes))
+
+
+CPU_BATCH = 4  # a CPU frame takes seconds; 4 keeps decoder and encoder fed without holding much
+
+
+def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.device, cap: int = 32) -> int:
+    """`infer.batch_size: auto`. On CUDA: run one frame, take its peak memory, and fill 60% of
+    what `mem_get_info` reports free (at most `cap`). Elsewhere `CPU_BATCH`."""
+    if model is None or device.type != "cuda":
+        return CPU_BATCH
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    try:
+        with torch.inference_mode():
+            _forward(model, torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last),
+                     getattr(model, "scale", 1), (h, w))
+        torch.cuda.synchronize(device)
+    except Exception as err:  # noqa: BLE001 - one frame does not fit: InferPlan tiles it
+        if not is_out_of_memory(err):
+            raise
+        _free_memory(device)
+        return 1
+    per_frame = torch.cuda.max_memory_allocated(device) - before
+    free, _total = torch.cuda.mem_get_info(device)
+    batch = batch_from_memory(free, per_frame, cap=cap)
+    log.info("batch size %d: one %dx%d frame peaks at %.0f MiB, %.0f MiB free", batch, w, h,
+             per_frame / 2**20, free / 2**20)
+    return batch
+
+
+def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, int], scale: int,
+                device: torch.device, plan: InferPlan) -> torch.Tensor:
+    """uint8 NHWC frames → uint8 NHWC output tensor on `device`; out-of-memory retries by `plan`."""
+    h, w = frames.shape[1:3]
+    pad = getattr(model, "_videnhance_compiled", False)
+    outs = []
+    start = 0
+    while start < len(frames):
+        chunk = frames[start : start + plan.batch_size]
+        n = len(chunk)
+        if pad and n < plan.batch_size:  # same shape as the others: no recompilation for the last batch
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], plan.batch_size - n, axis=0)])
+        failed: BaseException | None = None
+        try:
+            x = _to_device(chunk, device)
+            outs.append(_to_uint8(_model_call(model, x, scale, size, plan.tile, plan.overlap))[:n])
+            start += n  # only a batch that came out whole moves on: no frame lost or repeated
+        except Exception as err:  # noqa: BLE001 - filtered just below
+            if model is None or not is_out_of_memory(err):
+                raise
+            failed = err.with_traceback(None)  # the traceback would pin the failed call's tensors
+        if failed is not None:
+            x = None  # drop references into the failed call before freeing the cache
+            _free_memory(device)
+            if not plan.shrink(n, h, w, failed):
+                raise failed
+    if not outs:
+        return torch.empty((0, *size, 3), dtype=torch.uint8)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 @torch.inference_mode()
@@ -174,60 +270,80 @@ def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, 
     """
     device = torch.device(device)
     scale = getattr(model, "scale", None) or (out_size[0] // frames.shape[1] if out_size else 1)
-    if model is not None:
+    if model is not None and not getattr(model, "_videnhance_compiled", False):
         model = model.to(device).eval()
     h, w = frames.shape[1:3]
     size = out_size or (h * scale, w * scale)
     plan = plan or InferPlan(batch_size, tile, overlap)
-    outs = []
-    start = 0
-    while start < len(frames):
-        chunk = frames[start : start + plan.batch_size]
-        failed: BaseException | None = None
-        try:
-            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device)
-            x = x.permute(0, 3, 1, 2).float().div_(255)
-            outs.append(_to_uint8(_model_call(model, x, scale, size, plan.tile, plan.overlap)))
-            start += len(chunk)  # only a batch that came out whole moves on: no frame lost or repeated
-        except Exception as err:  # noqa: BLE001 - filtered just below
-            if model is None or not is_out_of_memory(err):
-                raise
-            failed = err.with_traceback(None)  # the traceback would pin the failed call's tensors
-        if failed is not None:
-            x = None  # drop references into the failed call before freeing the cache
-            _free_memory(device)
-            if not plan.shrink(len(chunk), h, w, failed):
-                raise failed
-    return np.concatenate(outs) if outs else np.empty((0, *size, 3), np.uint8)
+    return _run_tensor(model, frames, size, scale, device, plan).cpu().numpy()
+
+
+def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int, device: torch.device,
+            plan: InferPlan):
+    """Model outputs (uint8 numpy NHWC) for each input batch, in order.
+
+    On CUDA, batch k+1 is queued on the GPU before batch k is handed on: batch k's result is
+    copied to pinned host memory asynchronously and waited for only then, so the copy and the
+    Python work around it overlap the next batch's compute. Elsewhere each result is ready at once.
+    """
+    pending = None
+    with torch.inference_mode():
+        for batch in batches:
+            out = _run_tensor(model, batch, size, scale, device, plan)
+            if device.type == "cuda":
+                host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
+                host.copy_(out, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+                item = (done, host)
+            else:
+                item = (None, out)
+            if pending is not None:
+                yield _ready(pending)
+            pending = item
+        if pending is not None:
+            yield _ready(pending)
+
+
+def _ready(item) -> np.ndarray:
+    event, host = item
+    if event is not None:
+        event.synchronize()
+    return host.numpy()  # the array keeps the (pinned) tensor alive while the writer holds it
 
 
 def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: str | Path, scale: int,
-                  settings: EncodeSettings, device: str = "auto", batch_size: int = 8, tile: int = 0,
-                  overlap: int = 16, meta: VideoMeta | None = None, progress: bool = True) -> dict:
+                  settings: EncodeSettings, device: str = "auto", batch_size: int | str = "auto", tile: int = 0,
+                  overlap: int = 16, meta: VideoMeta | None = None, progress: bool = True,
+                  compile: bool = False) -> dict:
     """Stream every frame of `input_path` through `model` into `output_path`.
 
     Decoding (ffmpeg process + reader thread), the model (this thread) and encoding (writer thread
     + ffmpeg process) overlap; queues are bounded so memory does not grow with video length.
+    `batch_size="auto"` sizes batches from free GPU memory (`auto_batch_size`).
     """
     dev = pick_device(device)
     if dev.type == "cpu" and model is not None:
         tune_cpu_allocator()
     meta = meta or probe(input_path)
     out_w, out_h = meta.width * scale, meta.height * scale
-    reader = FrameReader(input_path, meta, batch_size=batch_size)
-    plan = InferPlan(batch_size, tile, overlap)
+    model = prepare_model(model, dev, compile)
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, meta.height, meta.width, dev) if not tile else CPU_BATCH
+    reader = FrameReader(input_path, meta, batch_size=int(batch_size))
+    plan = InferPlan(int(batch_size), tile, overlap)
     start = time.monotonic()
     bar = _progress(meta.frames, f"infer {Path(output_path).name}") if progress else None
     with FrameWriter(output_path, out_w, out_h, meta.fps, settings) as writer:
-        for batch in reader:
-            writer.write(run_model(model, batch, (out_h, out_w), dev, plan=plan))
+        for out in _stream(model, reader, (out_h, out_w), scale, dev, plan):
+            writer.write(out)
             if bar is not None:
-                bar.update(len(batch))
+                bar.update(len(out))
     seconds = time.monotonic() - start
     if writer.frames != meta.frames:
         raise RuntimeError(f"{output_path}: wrote {writer.frames} frames, the input has {meta.frames}")
     stats = {"frames": writer.frames, "seconds": round(seconds, 2), "fps": round(writer.frames / max(seconds, 1e-9), 2),
-             "device": str(dev)}
+             "device": str(dev), "batch_size": int(batch_size), "compiled": bool(compile)}
     if plan.oom_events:
         stats.update(oom_events=plan.oom_events, batch_size=plan.batch_size, tile=plan.tile)
         log.warning("%s: %d out-of-memory retries; finished with batches of %d and tile %s", output_path,

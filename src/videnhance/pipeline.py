@@ -129,7 +129,7 @@ def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path
     settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg, keep_order=meta.vfr)
     stats = enhance_video(model, input_video, out_video, header["scale"], settings, device=device,
                           batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
-                          meta=meta)
+                          meta=meta, compile=infer_cfg.get("compile", False))
     log.info("infer: %s", stats)
     return stats
 
