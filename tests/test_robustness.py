@@ -4,6 +4,7 @@ every case with the test that proves it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -216,7 +218,10 @@ def _wait_for(predicate, limit_s: float) -> bool:
     return False
 
 
-def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path):
+@pytest.mark.parametrize("pairs", ["frame", "near_scale"])
+def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
+    """frame pairs: one run of 20 epochs. near_scale: two rounds of 10, killed in round 2; the rerun
+    takes round 1's saved weights and resumes round 2 at its last epoch."""
     frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(8)]
     lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0] * 6 + [1] * 2, bool), np.arange(8))
@@ -227,13 +232,16 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path):
         torch.set_num_threads(1)
         from videnhance.train import fine_tune
         cfg = dict(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, loss={{"l1": 1.0}},
-                   min_gain_db=0.0, guard_z=2.0, seed=0, max_seconds=None)
+                   min_gain_db=0.0, guard_z=2.0, seed=0, max_seconds=None, pairs={pairs!r},
+                   shrink=[0.85, 0.95], targets_per_frame=1, rounds=2)
         d = {str(tmp_path)!r}
         fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu")
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    checkpoint = tmp_path / "model.ckpt"
+    near = pairs == "near_scale"
+    checkpoint = tmp_path / ("model.round2.ckpt" if near else "model.ckpt")
+    epochs = 10 if near else 20
     try:
         assert _wait_for(lambda: checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 2, 240)
     finally:
@@ -243,10 +251,15 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path):
     done_epochs = torch.load(checkpoint, weights_only=True)["epoch"]
     rerun = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    assert f"resuming training from epoch {done_epochs} of 20" in rerun.stdout
-    history = (tmp_path / "h.csv").read_text().splitlines()
-    assert [int(line.split(",")[0]) for line in history[1:]] == list(range(20))  # every epoch logged once
+    assert f"resuming training from epoch {done_epochs} of {epochs}" in rerun.stdout
+    history = pd.read_csv(tmp_path / "h.csv")
+    if near:
+        assert "round 1 of 2 was finished by an earlier run" in rerun.stdout
+        assert list(history["round"]) == [1] * 10 + [2] * 10
+    assert list(history["epoch"]) == list(range(epochs)) * (2 if near else 1)  # every epoch logged once
     assert not checkpoint.exists() and (tmp_path / "model.pt").exists()
+    assert not list(tmp_path.glob("model.round*"))  # round files are gone once the model is written
+    assert json.loads((tmp_path / "v.json").read_text())["pairs"] == pairs
 
 
 def test_kill_9_during_infer_leaves_no_output(tmp_path):

@@ -9,7 +9,7 @@ from videnhance.config import validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.models import SRResNet, load_model, save_model
-from videnhance.train import MixedLoss, fine_tune, guard, pretrain, ssim_torch
+from videnhance.train import MixedLoss, fine_tune, guard, near_scale_pairs, pretrain, ssim_torch
 
 from .conftest import photo
 
@@ -104,3 +104,38 @@ def test_guard_needs_a_gain_above_noise():
     assert guard(base, steady, 0.0, 2.0)["kept"] == "fine_tuned"
     assert guard(base, steady, 0.5, 2.0)["kept"] == "base"  # the margin still applies
     assert guard(base, noisy, 0.0, 0.0)["kept"] == "fine_tuned"  # z = 0 turns the noise test off
+
+
+def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
+    torch.manual_seed(0)
+    teacher = SRResNet(2, 8, 1).eval()
+    frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
+    args = dict(scale=2, chain=DegradeChain(), shrink=(0.8, 0.9), per_frame=2, crop=200, seed=3,
+                device=torch.device("cpu"))
+    lrs, hrs = near_scale_pairs(teacher, frames, **args)
+    assert len(lrs) == len(hrs) == 6
+    for lr, hr in zip(lrs, hrs, strict=True):
+        h, w = hr.shape[:2]
+        assert h % 2 == 0 and w % 2 == 0 and lr.shape == (h // 2, w // 2, 3)
+        assert 0.8 * 80 - 2 <= h <= 0.9 * 80 and 0.8 * 120 - 2 <= w <= 0.9 * 120  # shrunk output, not the frame
+    # the targets are the teacher's output shrunk: compare one with an independent resize of it
+    from videnhance.degrade import resize
+    from videnhance.infer import run_model
+
+    out = run_model(teacher, frames[:1])[0]
+    again_lr, again_hr = near_scale_pairs(teacher, frames, **args)
+    assert all(np.array_equal(a, b) for a, b in zip(hrs, again_hr, strict=True))  # seeded
+    first = hrs[0]
+    full = resize(out[None], (first.shape[0], first.shape[1]))[0]  # crop = whole target here (crop 200)
+    assert np.abs(full.astype(int) - first.astype(int)).max() <= 1
+    small = near_scale_pairs(teacher, frames, **{**args, "crop": 20})[1]
+    assert all(max(hr.shape[:2]) <= 20 for hr in small)
+
+
+@pytest.mark.parametrize("pairs", ["near_scale", "frame"])
+def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
+    _pairs(tmp_path)
+    cfg = _tiny_cfg(lr=1e-3, pairs=pairs)["fine_tune"]
+    verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
+                        tmp_path / "v.json", cfg, "cpu", {"downscale": ["bicubic"]})
+    assert verdict["pairs"] == pairs and verdict["steps"] == 6

@@ -60,6 +60,7 @@ rule fine_tune:
         gpu=1,
     params:
         fine_tune=lambda wc: SETTINGS[wc.video]["fine_tune"],
+        degrade=lambda wc: SETTINGS[wc.video]["degrade"],
         device=CFG["device"],
         version=VERSION,
     script:
