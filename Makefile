@@ -49,13 +49,13 @@ bench: setup
 	$(BIN)/videnhance bench memory --csv results/bench.csv
 
 lint: setup
-	$(BIN)/ruff check src tests workflow/scripts
+	$(BIN)/ruff check src tests tools workflow/scripts
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
 format: setup
-	$(BIN)/ruff format src tests workflow/scripts
-	$(BIN)/ruff check --fix src tests workflow/scripts
+	$(BIN)/ruff format src tests tools workflow/scripts
+	$(BIN)/ruff check --fix src tests tools workflow/scripts
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 clean:

@@ -1,0 +1,124 @@
+"""Compare fine-tuning strategies on clips a benchmark run has already prepared.
+
+The sweep behind the strategy table in docs/quality.md. It reuses a benchmark-mode run's files
+(`<results>/base/x<S>.pt`, `<results>/<clip>/pairs.npz`, `<results>/<clip>/input.mkv`), fine-tunes
+the base model once per variant, and scores every frame of the clip against its ground truth
+(Y-PSNR, as `evaluate` does). It prints one JSON line per (clip, variant):
+`delta` = fine-tuned − base model over all frames, `val_gain` = the same on the held-out frame pairs
+the guard sees.
+
+    .venv/bin/python tools/fine_tune_sweep.py --results /tmp/bench_x4/results --scale 4 \
+        --clip coffee_pushin=demo/videos/coffee_pushin.mp4 \
+        --variants '[{"name": "near_1e-4", "pairs": "near_scale", "lr": 1e-4, "steps": 200}]'
+
+Variant keys: name, pairs (frame | near_scale | near_scale+frame), lr, steps, rounds (near_scale: targets
+remade by the current model each round; `steps` is per round here), shrink (near_scale: the list of
+factors, each applied to every frame), scales (frame: extra ZSSR-style copies of each frame shrunk
+by these factors before degrading), patch (default 32). Degradation is BI (torch bicubic), as in
+the benchmark configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from videnhance.data import FixedBatches, PatchBatches, load_npz
+from videnhance.degrade import crop_to_multiple, eval_degrade, resize
+from videnhance.infer import run_model
+from videnhance.io import FrameReader, probe
+from videnhance.metrics import score_frame
+from videnhance.models import load_model
+from videnhance.train import fit, seed_everything
+
+
+def frames_of(path: str) -> np.ndarray:
+    return np.concatenate(list(FrameReader(path, probe(path), batch_size=16)))
+
+
+def mean_psnr(model, lr: np.ndarray, hr: np.ndarray, device) -> float:
+    out = run_model(model, lr, out_size=hr.shape[1:3], device=device, batch_size=8)
+    return float(np.mean([score_frame(h, o)["psnr_y"] for h, o in zip(hr, out, strict=True)]))
+
+
+def frame_pairs(frames, scale: int, scales=(1.0,)):
+    lrs, hrs = [], []
+    for im in frames:
+        h, w = im.shape[:2]
+        for f in scales:
+            size = (int(h * f) // scale * scale, int(w * f) // scale * scale)
+            if min(size) < 4 * scale:
+                continue
+            father = im[: size[0], : size[1]] if f == 1.0 else resize(im[None], size)[0]
+            lrs.append(eval_degrade(father[None], scale, "BI")[0])
+            hrs.append(father)
+    return lrs, hrs
+
+
+def near_pairs(teacher, frames, scale: int, shrink, device):
+    sr = run_model(teacher, np.stack(frames), device=device, batch_size=8)
+    targets = [resize(s[None], (int(s.shape[0] * f) // scale * scale, int(s.shape[1] * f) // scale * scale))[0]
+               for s in sr for f in shrink]
+    return [eval_degrade(t[None], scale, "BI")[0] for t in targets], targets
+
+
+def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_dir: str):
+    seed_everything(0)
+    pairs = load_npz(f"{results}/{clip}/pairs.npz")
+    val = pairs["is_val"].astype(bool)
+    train_frames = list(pairs["hr"][~val])  # the input video's own frames
+    model, _ = load_model(f"{results}/base/x{scale}.pt")
+    kind = variant.get("pairs", "frame")
+    seconds = 0.0
+    for r in range(int(variant.get("rounds", 1))):
+        lrs, hrs = [], []
+        if kind.startswith("near_scale"):
+            lrs, hrs = near_pairs(model, train_frames, scale, variant.get("shrink", [0.95, 0.85]), device)
+        if kind.endswith("frame"):
+            more = frame_pairs(train_frames, scale, variant.get("scales", [1.0]))
+            lrs, hrs = lrs + more[0], hrs + more[1]
+        steps = int(variant["steps"])
+        epochs = max(1, steps // 25)
+        train = PatchBatches(lrs, hrs, scale, variant.get("patch", 32), 16, steps // epochs, seed=r, device=device)
+        valid = FixedBatches(list(pairs["lr"][val]), list(pairs["hr"][val]), batch_size=2, device=device)
+        start = time.time()
+        fit(model, train, valid, epochs, variant["lr"], {"l1": 1.0}, f"{log_dir}/{clip}_{variant['name']}_{r}.csv",
+            device, progress=False)
+        seconds += time.time() - start
+    return model, seconds, train.patch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", required=True, help="a benchmark-mode run's results folder")
+    parser.add_argument("--scale", type=int, required=True)
+    parser.add_argument("--clip", action="append", required=True, help="ID=GROUND_TRUTH_VIDEO (repeatable)")
+    parser.add_argument("--variants", required=True, help="JSON list of variants (see the module doc)")
+    parser.add_argument("--log-dir", default="/tmp")
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    base, _ = load_model(f"{args.results}/base/x{args.scale}.pt")
+    for spec in args.clip:
+        clip, gt_path = spec.split("=", 1)
+        lr = frames_of(f"{args.results}/{clip}/input.mkv")
+        gt = crop_to_multiple(frames_of(gt_path), args.scale)
+        base_psnr = mean_psnr(base, lr, gt, device)
+        print(json.dumps({"clip": clip, "bicubic": round(mean_psnr(None, lr, gt, device), 3),
+                          "milestone": round(base_psnr, 3)}), flush=True)
+        pairs = load_npz(f"{args.results}/{clip}/pairs.npz")
+        val = pairs["is_val"].astype(bool)
+        val_base = mean_psnr(base, pairs["lr"][val], pairs["hr"][val], device)
+        for variant in json.loads(args.variants):
+            model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir)
+            print(json.dumps({"clip": clip, **variant,
+                              "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
+                              "val_gain": round(mean_psnr(model, pairs["lr"][val], pairs["hr"][val], device) - val_base, 3),
+                              "seconds": round(seconds, 1), "patch": patch}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
