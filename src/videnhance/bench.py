@@ -317,7 +317,7 @@ def _work_model(spec: dict) -> dict:
     torch = _set_threads(spec)
     import torch.nn.functional as F
 
-    from .infer import is_out_of_memory, pick_device, tune_cpu_allocator
+    from .infer import is_out_of_memory, pick_device, prepare_model, tune_cpu_allocator
 
     dev = pick_device(spec["device"])
     if dev.type == "cpu" and spec["model"] != "bicubic":
@@ -325,13 +325,7 @@ def _work_model(spec: dict) -> dict:
     w, h = spec["size"]
     scale = spec["scale"]
     cuda = dev.type == "cuda"
-    model = build_bench_model(spec["model"], scale)
-    if model is not None:
-        model = model.to(dev)
-        if cuda:
-            model = model.to(memory_format=torch.channels_last)
-        if spec.get("compile"):
-            model = torch.compile(model, dynamic=False)
+    model = prepare_model(build_bench_model(spec["model"], scale), dev, bool(spec.get("compile")))  # as enhance_video
     compile_s = None
 
     def call(x):
@@ -736,8 +730,6 @@ def _add_commands(sub) -> None:
         p.add_argument("--model", choices=sorted(MODELS), help="network: default = SRResNet 64×16, tiny = 8×2, "
                                                                  "bicubic = no network")
         p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
-        p.add_argument("--compile", choices=("off", "on", "both"), default="off",
-                       help="model: torch.compile the network (on), or measure eager and compiled (both)")
 
     p = sub.add_parser("io", help="ffmpeg alone vs our decode/encode/passthrough")
     common(p, "clip size (default 1280x720)", "clip length (default 5)")
@@ -748,6 +740,8 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("model", help="model-only frames/s")
     common(p, "input frame size (default: 960x540 ×4 and 1280x720 ×2)", "time bound per case (default 5)")
     torch_opts(p, "2 with --size")
+    p.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                   help="torch.compile the network (on), or measure eager and compiled side by side (both)")
     p.set_defaults(bench=_cmd_model)
 
     p = sub.add_parser("infer", help="end-to-end enhance_video vs each stage alone")
