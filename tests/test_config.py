@@ -56,3 +56,21 @@ def test_glob_ids_are_safe_and_unique(tmp_path):
     cfg = validate_config({"videos": {"sheet": None, "glob": "*/*.mp4"}})
     ids = list(list_videos(cfg, tmp_path))
     assert len(ids) == 2 and ids[0] == "my_clip_1" and ids[1].startswith("my_clip_1-")
+
+
+def test_every_schema_key_is_in_the_config_reference():
+    """config/README.md is the reference: each key of the schema is named there, as `section.key`
+    or as `.key` on a line that names the section."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "src/videnhance/schemas/config.schema.yaml").read_text())
+    text = (REPO / "config/README.md").read_text()
+    lines = text.splitlines()
+    missing = []
+    for section, spec in schema["properties"].items():
+        for key in spec.get("properties") or [None]:
+            name = f"{section}.{key}" if key else section
+            if f"`{name}`" in text or (key and any(f"`{section}." in line and f"`.{key}`" in line for line in lines)):
+                continue
+            missing.append(name)
+    assert not missing, f"keys missing from config/README.md: {missing}"
