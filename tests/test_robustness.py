@@ -121,15 +121,17 @@ def test_frames_too_small_are_refused(tmp_path):
         probe_video(source, tmp_path / "meta.json", 2, "enhance")
 
 
-def test_tiny_frames_smaller_than_the_training_patch(tmp_path):
+@pytest.mark.parametrize("pairs", ["frame", "near_scale"])
+def test_tiny_frames_smaller_than_the_training_patch(tmp_path, pairs):
     frames = [np.random.default_rng(i).integers(0, 256, (10, 12, 3), dtype=np.uint8) for i in range(6)]
     lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 0, 1, 1], bool), np.arange(6))
     save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     cfg = {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48, "lr": 1e-4, "loss": {"l1": 1.0},
-           "min_gain_db": 0.0, "guard_z": 2.0, "seed": 0, "max_seconds": None}
+           "min_gain_db": 0.0, "guard_z": 2.0, "seed": 0, "max_seconds": None, "pairs": pairs,
+           "shrink": [0.85, 0.95], "targets_per_frame": 2, "rounds": 2}
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu")
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
     assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
 
 
@@ -235,7 +237,8 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
                    min_gain_db=0.0, guard_z=2.0, seed=0, max_seconds=None, pairs={pairs!r},
                    shrink=[0.85, 0.95], targets_per_frame=1, rounds=2)
         d = {str(tmp_path)!r}
-        fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu")
+        fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu",
+                  degrade_cfg={{"downscale": ["bicubic"]}})
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)

@@ -56,7 +56,8 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
     cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
     for run in ("a", "b"):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
-                  tmp_path / f"{run}.json", {**cfg, "min_gain_db": -100.0, "guard_z": 0.0}, "cpu")  # always keep
+                  tmp_path / f"{run}.json", {**cfg, "min_gain_db": -100.0, "guard_z": 0.0}, "cpu",  # always keep
+                  degrade_cfg=_tiny_cfg()["degrade"])
     a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["tail.weight"], torch.zeros_like(a["tail.weight"]))  # it did train
@@ -66,7 +67,7 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path):
     _pairs(tmp_path)
     cfg = _tiny_cfg(lr=5.0)["fine_tune"]  # an absurd learning rate wrecks the model
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu")
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
     assert verdict["kept"] == "base"
     assert verdict["val_psnr_y"]["fine_tuned"] < verdict["val_psnr_y"]["milestone"]
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
@@ -88,7 +89,7 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 1], bool), np.arange(4))
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg["fine_tune"], "cpu")
+                        tmp_path / "v.json", cfg["fine_tune"], "cpu", degrade_cfg=cfg["degrade"])
     assert verdict["kept"] == "fine_tuned"
     model, header = load_model(tmp_path / "m.pt", arch="unet", scale=2)
     assert header["kwargs"] == {"encoder": "resnet18"}
@@ -137,5 +138,5 @@ def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
     _pairs(tmp_path)
     cfg = _tiny_cfg(lr=1e-3, pairs=pairs)["fine_tune"]
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", {"downscale": ["bicubic"]})
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
     assert verdict["pairs"] == pairs and verdict["steps"] == 6

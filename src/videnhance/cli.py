@@ -65,7 +65,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     degrade(work / "frames.npz", work / "pairs.npz", scale, cfg["degrade"])
     if cfg["fine_tune"]["enabled"]:
         verdict = fine_tune(work / "pairs.npz", work / "base.pt", work / "model.pt", work / "fine_tune.history.csv",
-                            work / "verdict.json", cfg["fine_tune"], cfg["device"])
+                            work / "verdict.json", cfg["fine_tune"], cfg["device"], degrade_cfg=cfg["degrade"])
         print(f"guard: {verdict['reason']}", file=sys.stderr)
     model = work / ("model.pt" if cfg["fine_tune"]["enabled"] else "base.pt")
     infer(model, args.input, work / "enhanced.mkv", "enhance", cfg["encode"], cfg["infer"], cfg["device"],

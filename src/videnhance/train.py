@@ -336,15 +336,16 @@ def guard(base_scores: list[dict], tuned_scores: list[dict], min_gain_db: float,
 
 
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
-              out_verdict: str | Path, cfg: dict, device: str = "auto", degrade_cfg: dict | None = None) -> dict:
+              out_verdict: str | Path, cfg: dict, device: str = "auto", *, degrade_cfg: dict) -> dict:
     """Fine-tune the base model on one video; keep it only if it beats the base on the held-out
     validation frames (Y-PSNR gain > `min_gain_db` and > `guard_z` standard errors). Writes the
     kept model and a verdict.
 
     `cfg["pairs"]` picks the training pairs: "near_scale" (the base model's own output, shrunk
     slightly, → the same degraded; see `near_scale_pairs`) or "frame" (degraded frame → frame, as
-    made by the `degrade` step). Validation always uses held-out frame pairs: the only pairs whose
-    target is real video, not a model's output."""
+    made by the `degrade` step). `degrade_cfg` is the configured chain: near-scale inputs are made
+    with it, as the `degrade` step made the frame pairs. Validation always uses held-out frame pairs:
+    the only pairs whose target is real video, not a model's output."""
     dev = pick_device(device)
     seed_everything(cfg["seed"])
     pairs = load_npz(pairs_path)
@@ -361,8 +362,8 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     bicubic_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(None, lr_val, hr_val, dev)]))
 
     model, _ = load_model(base_model_path)
-    kind = cfg.get("pairs", "frame")
-    rounds = int(cfg.get("rounds", 1)) if kind == "near_scale" else 1
+    kind = cfg["pairs"]
+    rounds = int(cfg["rounds"]) if kind == "near_scale" else 1
     epochs, per_epoch = _epochs(max(1, cfg["steps"] // rounds), cfg["steps_per_epoch"])
     max_seconds = cfg.get("max_seconds") and cfg["max_seconds"] / rounds
     _, first = np.unique(pairs["indices"][~is_val], return_index=True)  # each frame once (copies > 1)
@@ -381,7 +382,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
             continue
         if kind == "near_scale":  # targets from the model as it is now: the base, then each round's result
             lr_train, hr_train = near_scale_pairs(
-                model, train_frames, scale, DegradeChain.from_config(degrade_cfg or {}), tuple(cfg["shrink"]),
+                model, train_frames, scale, DegradeChain.from_config(degrade_cfg), tuple(cfg["shrink"]),
                 cfg["targets_per_frame"], crop=4 * cfg["patch"] * scale, seed=cfg["seed"] + r, device=dev)
         train = PatchBatches(list(lr_train), list(hr_train), scale, cfg["patch"], cfg["batch_size"], per_epoch,
                              seed=cfg["seed"] + r, device=dev)

@@ -7,6 +7,6 @@ with step(sm.log[0], sm.threads, "fine_tune"):
     cfg = sm.params.fine_tune
     if cfg["enabled"]:
         fine_tune(sm.input.pairs, sm.input.base, sm.output.model, sm.output.history, sm.output.verdict, cfg,
-                  sm.params.device, sm.params.degrade)
+                  sm.params.device, degrade_cfg=sm.params.degrade)
     else:
         skip_fine_tune(sm.input.base, sm.output.model, sm.output.history, sm.output.verdict)
