@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from videnhance.data import FixedBatches, PatchBatches, load_npz
-from videnhance.degrade import crop_to_multiple, eval_degrade, resize
+from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, resize
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
 from videnhance.metrics import score_frame
 from videnhance.models import load_model
-from videnhance.train import fit, seed_everything
+from videnhance.train import fit, near_scale_pairs, seed_everything
 
 
 def frames_of(path: str) -> np.ndarray:
@@ -60,10 +60,13 @@ def frame_pairs(frames, scale: int, scales=(1.0,)):
 
 
 def near_pairs(teacher, frames, scale: int, shrink, device):
-    sr = run_model(teacher, np.stack(frames), device=device, batch_size=8)
-    targets = [resize(s[None], (int(s.shape[0] * f) // scale * scale, int(s.shape[1] * f) // scale * scale))[0]
-               for s in sr for f in shrink]
-    return [eval_degrade(t[None], scale, "BI")[0] for t in targets], targets
+    """The pipeline's `near_scale_pairs`, once per listed factor, whole (uncropped) targets, BI."""
+    lrs, hrs = [], []
+    for f in shrink:
+        more = near_scale_pairs(teacher, np.stack(frames), scale, DegradeChain(), (f, f), 1, crop=1 << 30, seed=0,
+                                device=device)
+        lrs, hrs = lrs + more[0], hrs + more[1]
+    return lrs, hrs
 
 
 def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_dir: str):

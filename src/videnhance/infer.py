@@ -183,10 +183,8 @@ def prepare_model(model: nn.Module | None, device: torch.device, compile: bool =
     model = model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    if compile:
-        scale = getattr(model, "scale", None)
+    if compile:  # the compiled wrapper forwards attribute reads (`scale`) to the model
         model = torch.compile(model, dynamic=False)
-        model.scale = scale
         model._videnhance_compiled = True
     return model
 
