@@ -91,6 +91,15 @@ def test_nothing_to_do_after_a_complete_run(run):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
+def test_speed_and_device_settings_rerun_nothing(run):
+    """Batch size, tiles, torch.compile and the device change how fast, not what: a run moved to
+    another machine must not redo every video."""
+    overlay = run / "speed.yaml"
+    overlay.write_text("device: cpu\ninfer: {batch_size: 2, tile: 64, tile_overlap: 8, compile: true}\n")
+    out = snakemake(run, "-n", "--cores", "2", "--configfile", str(run / "config" / "config.yaml"), str(overlay))
+    assert "Nothing to be done" in out.stdout + out.stderr, out.stdout[-2000:]
+
+
 def test_editing_one_row_reruns_only_that_video_from_that_step(run):
     sheet = run / "config" / "videos.tsv"
     original = sheet.read_text()

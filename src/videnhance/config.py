@@ -78,6 +78,20 @@ def validate_config(config: dict) -> dict:
     return cfg
 
 
+RUNTIME_KEYS = ("device", "infer")  # where and how fast, not what: changing them reruns nothing
+
+
+def runtime_settings(config: dict) -> dict:
+    """The validated `device` and `infer` settings, for a workflow step to read at run time.
+
+    They are kept out of rule `params` on purpose: moving a run from a workstation to a cluster
+    node, or changing the batch size, tiles or `torch.compile`, changes speed (and at most the
+    last bit of a few pixels under bf16), so it must not make Snakemake redo every video's
+    fine-tuning and inference."""
+    cfg = validate_config(config)
+    return {key: cfg[key] for key in RUNTIME_KEYS}
+
+
 def load_config_file(path: str | Path | None) -> dict:
     raw = yaml.safe_load(Path(path).read_text()) if path else {}
     return validate_config(raw or {})
@@ -175,4 +189,11 @@ def video_settings(cfg: dict, row: dict) -> dict:
             (out[section] if section else out)[key] = row[column]
     if out["mode"] == "benchmark":
         out["benchmark"] = copy.deepcopy(cfg["benchmark"])
+    deg = out["degrade"]
+    if out["scale"] == 1 and max(deg["blur_sigma"]) == 0 and max(deg["noise_sigma"]) == 0 and deg["jpeg_prob"] == 0:
+        raise ConfigError(
+            f"video '{row['id']}': scale 1 (same-size clean-up) with a degrade chain that changes nothing "
+            "(no blur, noise or JPEG) would train the model to copy its input. Set degrade.blur_sigma, "
+            "degrade.noise_sigma and/or degrade.jpeg_prob to what your footage suffers from "
+            "(e.g. blur_sigma: [0.5, 1.5], which also matches benchmark mode's σ=1 blur at scale 1).")
     return out

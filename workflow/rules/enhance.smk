@@ -23,8 +23,6 @@ rule infer:
     params:
         mode=lambda wc: SETTINGS[wc.video]["mode"],
         encode=CFG["encode"],
-        infer=CFG["infer"],
-        device=CFG["device"],
         version=VERSION,
     script:
         "../scripts/infer.py"

@@ -18,11 +18,12 @@ rule evaluate:
     conda:
         "../../envs/videnhance.yaml"
     threads: 2
+    resources:
+        gpu=lambda wc: int(SETTINGS[wc.video]["mode"] != "benchmark"),  # runs both models
     params:
         mode=lambda wc: SETTINGS[wc.video]["mode"],
         scale=lambda wc: SETTINGS[wc.video]["scale"],
         evaluate=CFG["evaluate"],
-        device=CFG["device"],
         version=VERSION,
     script:
         "../scripts/evaluate.py"

@@ -18,7 +18,6 @@ rule pretrain:
         model=CFG["model"],
         pretrain=CFG["pretrain"],
         degrade=CFG["degrade"],
-        device=CFG["device"],
         version=VERSION,
     script:
         "../scripts/pretrain.py"
@@ -61,7 +60,6 @@ rule fine_tune:
     params:
         fine_tune=lambda wc: SETTINGS[wc.video]["fine_tune"],
         degrade=lambda wc: SETTINGS[wc.video]["degrade"],
-        device=CFG["device"],
         version=VERSION,
     script:
         "../scripts/fine_tune.py"

@@ -1,3 +1,4 @@
+from videnhance.config import runtime_settings
 from videnhance.evaluate import evaluate_benchmark, evaluate_selfval
 from videnhance.step import step
 
@@ -10,4 +11,4 @@ with step(sm.log[0], sm.threads, "evaluate"):
                            gt_meta_json=sm.input.meta)
     else:
         evaluate_selfval(sm.wildcards.video, sm.input.pairs, sm.input.base, sm.input.model, sm.output.scores,
-                         border, sm.params.device, sm.output.crops)
+                         border, runtime_settings(sm.config)["device"], sm.output.crops)

@@ -1,3 +1,4 @@
+from videnhance.config import runtime_settings
 from videnhance.pipeline import skip_fine_tune
 from videnhance.step import step
 from videnhance.train import fine_tune
@@ -7,6 +8,6 @@ with step(sm.log[0], sm.threads, "fine_tune"):
     cfg = sm.params.fine_tune
     if cfg["enabled"]:
         fine_tune(sm.input.pairs, sm.input.base, sm.output.model, sm.output.history, sm.output.verdict, cfg,
-                  sm.params.device, degrade_cfg=sm.params.degrade)
+                  runtime_settings(sm.config)["device"], degrade_cfg=sm.params.degrade)
     else:
         skip_fine_tune(sm.input.base, sm.output.model, sm.output.history, sm.output.verdict)

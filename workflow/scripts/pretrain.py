@@ -1,3 +1,4 @@
+from videnhance.config import runtime_settings
 from videnhance.data import load_image_sources
 from videnhance.step import step
 from videnhance.train import pretrain
@@ -7,4 +8,4 @@ with step(sm.log[0], sm.threads, "pretrain"):
     cfg = sm.params.pretrain
     images = load_image_sources(cfg["images"], cfg["max_images"])
     pretrain(images, sm.output.model, sm.output.history, int(sm.wildcards.scale), sm.params.model, cfg,
-             sm.params.degrade, sm.params.device)
+             sm.params.degrade, runtime_settings(sm.config)["device"])
