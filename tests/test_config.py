@@ -49,6 +49,15 @@ def test_sheet_rows_overrides_and_errors(tmp_path):
     assert "bad.tsv:2: column 'id'" in str(err.value) and "bad.tsv:3: column 'mode'" in str(err.value)
 
 
+def test_scale_1_needs_a_degradation_to_learn_from():
+    row = {"id": "clip", "path": "clip.mp4", "mode": "enhance", "scale": 1}
+    with pytest.raises(ConfigError, match=r"video 'clip': scale 1 .* copy its input.*blur_sigma"):
+        video_settings(validate_config({}), row)
+    blurred = validate_config({"degrade": {"blur_sigma": [0.5, 1.5]}})
+    assert video_settings(blurred, row)["scale"] == 1
+    assert video_settings(validate_config({}), {**row, "scale": 2})["scale"] == 2
+
+
 def test_glob_ids_are_safe_and_unique(tmp_path):
     for folder in ("one", "two"):
         (tmp_path / folder).mkdir()
