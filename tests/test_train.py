@@ -9,7 +9,15 @@ from videnhance.config import validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.models import SRResNet, load_model, save_model
-from videnhance.train import MixedLoss, fine_tune, guard, near_scale_pairs, pretrain, ssim_torch
+from videnhance.train import (
+    MixedLoss,
+    fine_tune,
+    guard,
+    near_scale_pairs,
+    pretrain,
+    run_fingerprint,
+    ssim_torch,
+)
 
 from .conftest import photo
 
@@ -140,3 +148,35 @@ def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
     assert verdict["pairs"] == pairs and verdict["steps"] == 6
+
+
+def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
+    """Same-size files with other contents (a retrained base of the same architecture) or another
+    degradation must not resume a killed fine-tune's checkpoint."""
+    cfg = validate_config({})["fine_tune"]
+    chain = {"downscale": ["bicubic"]}
+    pairs = tmp_path / "pairs.npz"
+    pairs.write_bytes(b"p" * 64)
+    for name, seed in (("a.pt", 0), ("b.pt", 1)):
+        torch.manual_seed(seed)
+        save_model(SRResNet(2, channels=8, blocks=1), tmp_path / name, "srresnet", 2, {"channels": 8, "blocks": 1})
+    assert (tmp_path / "a.pt").stat().st_size == (tmp_path / "b.pt").stat().st_size
+    first = run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
+    assert first == run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
+    assert first != run_fingerprint(cfg, chain, pairs, tmp_path / "b.pt")
+    assert first != run_fingerprint(cfg, {"downscale": ["bilinear"]}, pairs, tmp_path / "a.pt")
+    pairs.write_bytes(b"q" * 64)
+    assert first != run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
+
+
+def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
+    """A one-frame clip (or val_fraction 0) leaves the guard nothing to judge on: no fine-tuning."""
+    _pairs(tmp_path)
+    pairs = np.load(tmp_path / "pairs.npz")
+    save_pairs(tmp_path / "pairs.npz", pairs["lr"], pairs["hr"], np.zeros(len(pairs["lr"]), bool), pairs["indices"])
+    cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
+    verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
+    assert verdict["kept"] == "base" and "no held-out frames" in verdict["reason"] and verdict["steps"] == 0
+    assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "base.pt").read_bytes()
+    assert json.loads((tmp_path / "v.json").read_text()) == verdict

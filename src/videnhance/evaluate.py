@@ -103,8 +103,10 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
     dev = pick_device(device)
     pairs = load_npz(pairs_path)
     is_val = pairs["is_val"].astype(bool)
-    if not is_val.any():
+    protocol = "self-validation"
+    if not is_val.any():  # fine_tune kept the base model then, so this only compares base and bicubic
         is_val[-1] = True
+        protocol = "training frame"
         log.warning("%s: no held-out frames; scoring the last training frame", video_id)
     lr, hr, frames = pairs["lr"][is_val], pairs["hr"][is_val], pairs["indices"][is_val]
     outputs = {
@@ -112,7 +114,7 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
         "milestone": run_model(load_model(base_model)[0], lr, device=dev, batch_size=2),
         "fine_tuned": run_model(load_model(model)[0], lr, device=dev, batch_size=2),
     }
-    rows = [{"video": video_id, "protocol": "self-validation", "frame": int(f), "method": m,
+    rows = [{"video": video_id, "protocol": protocol, "frame": int(f), "method": m,
              **score_frame(hr[i], outputs[m][i], border)}
             for i, f in enumerate(frames) for m in METHODS]
     table = _write(rows, out_csv)
@@ -120,7 +122,7 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
         frame = _largest_gain_frame(table)
         i = int(np.flatnonzero(frames == frame)[0])
         crops_png({"reference": hr[i], **{m: outputs[m][i] for m in METHODS}}, out_crops,
-                  f"{video_id}, held-out frame {frame} (self-validation)")
+                  f"{video_id}, {'held-out' if protocol == 'self-validation' else 'training'} frame {frame} ({protocol})")
     return table
 
 

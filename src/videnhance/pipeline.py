@@ -3,9 +3,7 @@ rule is a thin script around one of these, and each is testable without Snakemak
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,6 @@ from .io import (
     FrameWriter,
     VideoError,
     VideoMeta,
-    atomic_output,
     mux,
     probe,
     side_by_side,
@@ -111,11 +108,9 @@ def pretrain_load(out_model: str | Path, scale: int, model_cfg: dict, checkpoint
 
 def skip_fine_tune(base_model: str | Path, out_model: str | Path, out_log: str | Path, out_verdict: str | Path) -> None:
     """fine_tune.enabled = false: the base model is the video's model."""
-    with atomic_output(out_model) as tmp:
-        shutil.copyfile(base_model, tmp)
-    Path(out_log).write_text("epoch,train_loss,valid_loss,psnr_metric,time\n")
-    Path(out_verdict).write_text(json.dumps({"kept": "base", "reason": "fine-tuning disabled in the config",
-                                             "seconds": 0, "steps": 0}, indent=2))
+    from .train import keep_base
+
+    keep_base(base_model, out_model, out_log, out_verdict, "fine-tuning disabled in the config")
 
 
 def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path, mode: str,

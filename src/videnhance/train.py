@@ -292,6 +292,36 @@ def near_scale_pairs(teacher: nn.Module, frames: np.ndarray, scale: int, chain: 
     return lrs, hrs
 
 
+def _file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes: what a resumed run must match (same size is not same content)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def keep_base(base_model_path: str | Path, out_model: str | Path, out_log: str | Path, out_verdict: str | Path,
+              reason: str) -> dict:
+    """The base model becomes the video's model, untouched; the verdict says why."""
+    import shutil
+
+    with atomic_output(out_model) as tmp:
+        shutil.copyfile(base_model_path, tmp)
+    atomic_write_text(out_log, "epoch,train_loss,valid_loss,psnr_metric,time\n")
+    verdict = {"kept": "base", "reason": reason, "seconds": 0, "steps": 0}
+    atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
+    return verdict
+
+
+def run_fingerprint(cfg: dict, degrade_cfg: dict, pairs_path: str | Path, base_model_path: str | Path) -> str:
+    """What a fine-tune's checkpoints are valid for: its settings, the library version and the
+    exact bytes of its pairs and base model. A rerun resumes only a checkpoint with the same one;
+    after the base is retrained or the degradation changed, it starts over."""
+    return hashlib.sha256(json.dumps([cfg, degrade_cfg, __version__, _file_digest(pairs_path),
+                                      _file_digest(base_model_path)], sort_keys=True).encode()).hexdigest()
+
+
 def _round_done(path: Path, fingerprint: str, model: nn.Module) -> bool:
     """Load the weights a killed run saved after finishing this round (same settings only)."""
     if not path.exists():
@@ -354,9 +384,11 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     is_val = pairs["is_val"].astype(bool)
     lr_train, hr_train = pairs["lr"][~is_val], pairs["hr"][~is_val]
     lr_val, hr_val = pairs["lr"][is_val], pairs["hr"][is_val]
-    if len(lr_val) == 0:
-        lr_val, hr_val = lr_train[-1:], hr_train[-1:]
-        log.warning("no validation frames held out; the guard uses a training frame")
+    if len(lr_val) == 0:  # one-frame clip, or extract.val_fraction 0
+        reason = ("no held-out frames (a one-frame clip, or extract.val_fraction: 0), so the guard could not "
+                  "check a fine-tuned model; the base model is kept without fine-tuning")
+        log.warning("%s: %s", pairs_path, reason)
+        return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
     base_scores = score_pairs(base, lr_val, hr_val, dev)
     base_psnr = float(np.mean([s["psnr_y"] for s in base_scores]))
     bicubic_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(None, lr_val, hr_val, dev)]))
@@ -369,8 +401,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     _, first = np.unique(pairs["indices"][~is_val], return_index=True)  # each frame once (copies > 1)
     train_frames = hr_train[np.sort(first)]
     valid = FixedBatches(list(lr_val), list(hr_val), batch_size=2, device=dev)
-    fingerprint = hashlib.sha256(json.dumps([cfg, str(base_model_path), Path(pairs_path).stat().st_size,
-                                             Path(base_model_path).stat().st_size], sort_keys=True).encode()).hexdigest()
+    fingerprint = run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path)
     totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
     logs = []
     for r in range(rounds):
