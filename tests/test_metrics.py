@@ -2,7 +2,8 @@ import numpy as np
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from videnhance.metrics import psnr, rgb_to_y, score_frame
+from videnhance.metrics import PSNR_CAP, psnr, rgb_to_y, score_frame
+from videnhance.train import guard
 
 from .conftest import photo
 
@@ -38,5 +39,16 @@ def test_border_crop_ignores_the_border():
     a = np.full((20, 20, 3), 100, np.uint8)
     b = a.copy()
     b[0, :] = 0
-    assert np.isinf(score_frame(a, b, border=2)["psnr_y"])
-    assert np.isfinite(score_frame(a, b)["psnr_y"])
+    assert score_frame(a, b, border=2)["psnr_y"] == PSNR_CAP
+    assert score_frame(a, b)["psnr_y"] < 40
+
+
+def test_identical_frames_keep_means_and_the_guard_finite():
+    """A fade to black scores the cap, not inf: the clip mean and the guard's gain stay usable."""
+    black = np.zeros((16, 16, 3), np.uint8)
+    noisy = np.random.default_rng(0).integers(0, 8, (16, 16, 3), dtype=np.uint8)
+    base = [score_frame(black, black), score_frame(black, noisy), score_frame(black, noisy)]
+    tuned = [score_frame(black, black), score_frame(black, black), score_frame(black, noisy)]
+    assert all(np.isfinite([s["psnr_y"] for s in base + tuned]))
+    verdict = guard(base, tuned, 0.0, 0.0)
+    assert np.isfinite(verdict["gain_db"]) and verdict["kept"] == "fine_tuned"

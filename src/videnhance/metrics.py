@@ -3,6 +3,8 @@
 Y of BT.601 in [16, 235] (Y = 16 + 65.481 R + 128.553 G + 24.966 B, RGB in [0, 1]), float64,
 PSNR with peak 255, SSIM with an 11×11 Gaussian window σ = 1.5 (scikit-image). Inputs are uint8
 RGB (H, W, 3) frames, i.e. scored after rounding to 8 bits. Border crop is configurable.
+Identical frames score `PSNR_CAP` dB instead of infinity, so one exact frame (a black fade, a
+static title) cannot turn a clip's mean, or the guard's gain, into inf or nan.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+PSNR_CAP = 100.0  # dB; any real difference between 8-bit frames of up to 4K scores below ~140
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 
 
@@ -23,11 +26,12 @@ def _crop(image: np.ndarray, border: int) -> np.ndarray:
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, border: int = 0) -> float:
-    """PSNR (dB, peak 255) of two arrays of the same shape, on float64 values in [0, 255]."""
+    """PSNR (dB, peak 255) of two arrays of the same shape, on float64 values in [0, 255]; at most
+    `PSNR_CAP` (identical arrays score exactly the cap)."""
     a, b = _crop(reference, border).astype(np.float64), _crop(test, border).astype(np.float64)
     if np.array_equal(a, b):
-        return float("inf")
-    return float(peak_signal_noise_ratio(a, b, data_range=255))
+        return PSNR_CAP
+    return min(PSNR_CAP, float(peak_signal_noise_ratio(a, b, data_range=255)))
 
 
 def ssim_y(reference_y: np.ndarray, test_y: np.ndarray, border: int = 0) -> float:
