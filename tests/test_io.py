@@ -96,3 +96,12 @@ def test_side_by_side_is_twice_as_wide(tmp_path, clip):
     side_by_side(clip, enhanced, out)
     meta = probe(out)
     assert (meta.width, meta.height, meta.frames) == (256, 96, 16)
+
+
+def test_side_by_side_of_an_odd_height_is_padded_to_4_2_0(tmp_path):
+    small = make_clip(tmp_path / "small.mp4", size=(32, 15), frames=4, settings=LOSSLESS)
+    enhanced = make_clip(tmp_path / "big.mkv", size=(64, 31), frames=4, settings=LOSSLESS)
+    out = tmp_path / "sbs.mp4"
+    side_by_side(small, enhanced, out)
+    meta = probe(out)
+    assert (meta.width, meta.height, meta.frames, meta.pix_fmt) == (128, 32, 4, "yuv420p")

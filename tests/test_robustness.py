@@ -202,6 +202,20 @@ def test_no_audio_several_audio_tracks_and_subtitles(tmp_path):
     assert silent.audio == [] and silent.frames == 50
 
 
+def test_text_subtitles_are_converted_for_an_mp4_deliverable(tmp_path):
+    """MP4 holds only mov_text: an SRT/ASS track from an MKV source is converted, not a failure."""
+    video = lavfi_clip(tmp_path / "v.mkv", "64x48", 2, 25, "-c:v", "libx264")
+    (tmp_path / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:01,500\nhello\n")
+    source = tmp_path / "subs.mkv"
+    ffmpeg("-i", str(video), "-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-i", str(tmp_path / "subs.srt"),
+           "-map", "0:v", "-map", "1:a", "-map", "2:s", "-c:v", "copy", "-c:a", "aac", "-c:s", "ass", str(source))
+    assert [s["codec"] for s in probe(source).subtitles] in (["ass"], ["ssa"])
+    out = tmp_path / "final.mp4"
+    mux(video, source, out)
+    meta = probe(out)
+    assert [s["codec"] for s in meta.subtitles] == ["mov_text"] and len(meta.audio) == 1 and meta.frames == 50
+
+
 def test_unicode_spaces_and_shell_metacharacters_in_file_names(tmp_path):
     name = "ünïcödé clip $(touch PWNED); 'q' & `x`.mp4"
     source = make_clip(tmp_path / name, size=(32, 24), frames=5, audio=True)

@@ -292,7 +292,7 @@ def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int,
                 host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out, non_blocking=True)
                 done = torch.cuda.Event()
-                done.record()
+                done.record(torch.cuda.current_stream(device))  # the copy's device, not cuda:0
                 item = (done, host)
             else:
                 item = (None, out)

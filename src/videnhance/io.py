@@ -428,38 +428,59 @@ def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
     _mux(video_path, source_path, out_path, settings, meta)
 
 
+TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+
+
+def _subtitle_args(meta: VideoMeta, out_path: Path) -> list[str]:
+    """Maps and codecs that carry the source's subtitles into `out_path`'s container.
+
+    Matroska holds nearly all of them as they are, except mov_text (→ SubRip). MP4/MOV hold
+    only mov_text: text subtitles are converted to it; bitmap ones (PGS, DVD, DVB) cannot be and
+    are left out with a warning instead of failing the whole video."""
+    if out_path.suffix.lower() not in (".mp4", ".mov", ".m4v"):
+        mov_text = any(sub["codec"] == "mov_text" for sub in meta.subtitles)
+        return ["-map", "1:s?", "-c:s", "srt" if mov_text else "copy"]
+    args = []
+    for i, sub in enumerate(meta.subtitles):
+        if sub["codec"] in TEXT_SUBTITLES:
+            args += ["-map", f"1:s:{i}"]
+        else:
+            log.warning("%s: subtitle stream %d (%s) is a bitmap format that %s cannot hold; it is left out "
+                        "(use encode.container: mkv to keep it)", out_path, i, sub["codec"], out_path.suffix)
+    return [*args, "-c:s", "mov_text"] if args else args
+
+
 def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settings: EncodeSettings | None,
          meta: VideoMeta) -> None:
     video_codec = ["-c:v", "copy"]
     if settings is not None:
         vmeta = probe(video_path, decode_check=False)
         video_codec = settings.args(vmeta.width, vmeta.height)
-    subtitle_codec = ["-c:s", "copy"]
-    if out_path.suffix.lower() == ".mkv" and any(s["codec"] == "mov_text" for s in meta.subtitles):
-        subtitle_codec = ["-c:s", "srt"]  # Matroska cannot hold mov_text; srt keeps the text
+    subtitles = _subtitle_args(meta, out_path)
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
-            ["-i", str(video_path), "-i", str(source_path), "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
-             *video_codec, "-fps_mode", "passthrough", "-c:a", "copy", *subtitle_codec, "-map_metadata", "1",
-             str(tmp)],
+            ["-i", str(video_path), "-i", str(source_path), "-map", "0:v:0", "-map", "1:a?", *subtitles,
+             *video_codec, "-fps_mode", "passthrough", "-c:a", "copy", "-map_metadata", "1", str(tmp)],
             what=f"{out_path} (mux of {video_path} with the audio of {source_path})",
         )
 
 
 def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: str | Path,
                  settings: EncodeSettings | None = None) -> None:
-    """Comparison clip: the input upscaled with bicubic (left) next to the enhanced video (right)."""
+    """Comparison clip: the input upscaled with bicubic (left) next to the enhanced video (right),
+    with one black row added below when the height is odd (so it can be 4:2:0)."""
     emeta = probe(enhanced_path, decode_check=False)
     settings = settings or EncodeSettings(crf=20)
     width = 2 * emeta.width
+    height = emeta.height + emeta.height % 2  # padded to even: 4:2:0, which every player can show
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
             ["-i", str(input_path), "-i", str(enhanced_path), "-filter_complex",
              # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
              f"[0:v:0]settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB,scale={emeta.width}:{emeta.height}:flags=bicubic,"
              f"setsar=1[l];[1:v:0]settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB,setsar=1[r];"
-             "[l][r]hstack=inputs=2:shortest=1[v]",
-             "-map", "[v]", "-fps_mode", "passthrough", *settings.args(width, emeta.height), str(tmp)],
+             f"[l][r]hstack=inputs=2:shortest=1,pad={width}:{height}[v]",
+             "-map", "[v]", "-fps_mode", "passthrough", *settings.args(width, height), str(tmp)],
             what=f"{out_path} (side-by-side of {input_path} and {enhanced_path})",
         )
 
