@@ -11,11 +11,19 @@ the guard sees.
         --clip coffee_pushin=demo/videos/coffee_pushin.mp4 \
         --variants '[{"name": "near_1e-4", "pairs": "near_scale", "lr": 1e-4, "steps": 200}]'
 
-Variant keys: name, pairs (frame | near_scale | near_scale+frame), lr, steps, rounds (near_scale: targets
-remade by the current model each round; `steps` is per round here), shrink (near_scale: the list of
-factors, each applied to every frame), scales (frame: extra ZSSR-style copies of each frame shrunk
-by these factors before degrading), patch (default 32). Degradation is BI (torch bicubic), as in
-the benchmark configs.
+Variant keys:
+- name, lr, steps (per round), patch (low-res side, default 32), loss (default {"l1": 1.0});
+- pairs: frame | near_scale | near_scale+frame;
+- rounds (near_scale: the targets are remade by the current model each round);
+- shrink (near_scale: a list of factors, each applied to every frame; default [0.95, 0.85]);
+- scales (frame: extra ZSSR-style copies of each frame shrunk by these factors before degrading);
+- frames (train on this many frames of the input video instead of the extracted ones, sampled
+  evenly outside the held-out stretches);
+- generic (a fraction, e.g. 0.25: that share of the training pairs are generic photos from
+  `--generic-images`, photo/scale → photo, redrawn each round).
+
+Degradation is BI (torch bicubic), as in the benchmark configs. Note that a training batch's
+patch side is capped by the smallest low-res image, which the output's `patch` reports.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from videnhance.data import FixedBatches, PatchBatches, load_npz
+from videnhance.data import FixedBatches, PatchBatches, load_image_sources, load_npz
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, resize
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
@@ -69,11 +77,27 @@ def near_pairs(teacher, frames, scale: int, shrink, device):
     return lrs, hrs
 
 
-def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_dir: str):
+def extra_frames(video: str, indices: np.ndarray, is_val: np.ndarray, count: int) -> np.ndarray:
+    """`count` frames of the input sampled evenly, leaving out each held-out stretch (from the
+    sampled frame before it to the one after it), so the held-out frames stay unseen."""
+    frames = frames_of(video)
+    banned = np.zeros(len(frames), bool)
+    for i, v in enumerate(is_val):
+        if v:
+            lo = indices[i - 1] if i > 0 else 0
+            hi = indices[i + 1] if i + 1 < len(indices) else len(frames) - 1
+            banned[lo + 1 : hi] = True
+    allowed = np.flatnonzero(~banned)
+    return frames[allowed[np.linspace(0, len(allowed) - 1, min(count, len(allowed))).round().astype(int)]]
+
+
+def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_dir: str, photos=()):
     seed_everything(0)
     pairs = load_npz(f"{results}/{clip}/pairs.npz")
     val = pairs["is_val"].astype(bool)
     train_frames = list(pairs["hr"][~val])  # the input video's own frames
+    if variant.get("frames"):  # more of the input's frames, away from the held-out stretches
+        train_frames = list(extra_frames(f"{results}/{clip}/input.mkv", pairs["indices"], val, int(variant["frames"])))
     model, _ = load_model(f"{results}/base/x{scale}.pt")
     kind = variant.get("pairs", "frame")
     seconds = 0.0
@@ -84,12 +108,18 @@ def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_
         if kind.endswith("frame"):
             more = frame_pairs(train_frames, scale, variant.get("scales", [1.0]))
             lrs, hrs = lrs + more[0], hrs + more[1]
+        share = float(variant.get("generic", 0))
+        if share:
+            count = min(len(photos), max(1, round(share * len(lrs) / (1 - share))))
+            picked = np.random.default_rng(r).choice(len(photos), count, replace=False)
+            more = frame_pairs([crop_to_multiple(photos[i][None], scale)[0] for i in picked], scale)
+            lrs, hrs = lrs + more[0], hrs + more[1]
         steps = int(variant["steps"])
         epochs = max(1, steps // 25)
         train = PatchBatches(lrs, hrs, scale, variant.get("patch", 32), 16, steps // epochs, seed=r, device=device)
         valid = FixedBatches(list(pairs["lr"][val]), list(pairs["hr"][val]), batch_size=2, device=device)
         start = time.time()
-        fit(model, train, valid, epochs, variant["lr"], {"l1": 1.0}, f"{log_dir}/{clip}_{variant['name']}_{r}.csv",
+        fit(model, train, valid, epochs, variant["lr"], variant.get("loss", {"l1": 1.0}), f"{log_dir}/{clip}_{variant['name']}_{r}.csv",
             device, progress=False)
         seconds += time.time() - start
     return model, seconds, train.patch
@@ -102,9 +132,13 @@ def main() -> None:
     parser.add_argument("--clip", action="append", required=True, help="ID=GROUND_TRUTH_VIDEO (repeatable)")
     parser.add_argument("--variants", required=True, help="JSON list of variants (see the module doc)")
     parser.add_argument("--log-dir", default="/tmp")
+    parser.add_argument("--generic-images", action="append", default=None,
+                        help="photo sources for the `generic` key, as in pretrain.images (default: skimage)")
     args = parser.parse_args()
     device = torch.device("cpu")
     base, _ = load_model(f"{args.results}/base/x{args.scale}.pt")
+    variants = json.loads(args.variants)
+    photos = load_image_sources(args.generic_images or ["skimage"]) if any(v.get("generic") for v in variants) else []
     for spec in args.clip:
         clip, gt_path = spec.split("=", 1)
         lr = frames_of(f"{args.results}/{clip}/input.mkv")
@@ -115,8 +149,8 @@ def main() -> None:
         pairs = load_npz(f"{args.results}/{clip}/pairs.npz")
         val = pairs["is_val"].astype(bool)
         val_base = mean_psnr(base, pairs["lr"][val], pairs["hr"][val], device)
-        for variant in json.loads(args.variants):
-            model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir)
+        for variant in variants:
+            model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir, photos)
             print(json.dumps({"clip": clip, **variant,
                               "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
                               "val_gain": round(mean_psnr(model, pairs["lr"][val], pairs["hr"][val], device) - val_base, 3),

@@ -25,8 +25,11 @@ def split_train_val(indices: np.ndarray, val_fraction: float, segments: int = 5)
     """Hold out whole stretches of the video, not every k-th frame: neighbouring frames are
     near-duplicates, and a validation frame next to a training frame would flatter overfitting.
 
-    The sampled indices are cut into `segments` × 2 consecutive chunks; from each pair of chunks
-    the validation set takes the tail part of the second, so held-out frames come from all over.
+    The sampled indices are cut into up to `segments` consecutive chunks and the last frames of
+    each chunk are held out, so held-out stretches come from all over the video. Each stretch
+    still borders one training frame (the next chunk's first): sampled frames are
+    `n_frames / extract.frames` apart, so that neighbour is not a near-duplicate unless the clip
+    is sampled densely.
     """
     n = len(indices)
     n_val = int(round(n * val_fraction))

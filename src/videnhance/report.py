@@ -17,11 +17,15 @@ PROTOCOL = (
     "Scores: per-frame PSNR (peak 255) and SSIM (11×11 Gaussian, σ=1.5) on Y of BT.601 "
     "(Y = 16 + 65.481R + 128.553G + 24.966B), float64, after rounding outputs to 8 bits; also RGB PSNR. "
     "Averaged per frame, then per clip; 'overall' averages the clips. Border crop: {border} px. "
-    "Benchmark mode: the input is the ground truth downscaled ({degradation}, torch bicubic with "
-    "antialiasing — close to, not identical to, MATLAB imresize) and scored against it. Enhance mode "
-    "has no ground truth: scores are on the video's own held-out frames (self-validation), degraded "
-    "with the training chain."
+    "Benchmark mode: the input is the ground truth downscaled ({degradation}: {kernel}) and scored "
+    "against it. Enhance mode has no ground truth: scores are on the video's own held-out frames "
+    "(self-validation), degraded with the training chain. These are the frames the guard chose the "
+    "model on, so a self-validation gain reads a little high; benchmark rows are the unbiased measure."
 )
+KERNELS = {
+    "BI": "torch bicubic with antialiasing, close to but not identical to MATLAB imresize",
+    "BD": "Gaussian blur σ=1.6, then every scale-th pixel",
+}
 
 
 def build_summary(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int]) -> pd.DataFrame:
@@ -119,7 +123,8 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     summary = build_summary(score_files, verdict_files, scales)
     with atomic_output(out_csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4f")
-    text = ("# videnhance report\n\n" + markdown_table(summary) + "\n" + PROTOCOL.format(border=border, degradation=degradation)
+    text = ("# videnhance report\n\n" + markdown_table(summary) + "\n" + PROTOCOL.format(border=border, degradation=degradation,
+                                                                                     kernel=KERNELS[degradation])
             + "\n\n'kept' is the guard's verdict: the fine-tuned model is delivered only if it beat the base model "
             "on the video's held-out frames.\n")
     atomic_write_text(out_md, text)
