@@ -129,7 +129,7 @@ def test_tiny_frames_smaller_than_the_training_patch(tmp_path, pairs):
     save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     cfg = {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48, "lr": 1e-4, "loss": {"l1": 1.0},
            "min_gain_db": 0.0, "guard_z": 2.0, "seed": 0, "max_seconds": None, "pairs": pairs,
-           "shrink": [0.85, 0.95], "targets_per_frame": 2, "rounds": 2}
+           "shrink": [0.85, 0.95], "targets_per_frame": 2, "rounds": 2, "lr_backoff": 0.25}
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
     assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
@@ -249,7 +249,7 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
         from videnhance.train import fine_tune
         cfg = dict(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, loss={{"l1": 1.0}},
                    min_gain_db=0.0, guard_z=2.0, seed=0, max_seconds=None, pairs={pairs!r},
-                   shrink=[0.85, 0.95], targets_per_frame=1, rounds=2)
+                   shrink=[0.85, 0.95], targets_per_frame=1, rounds=2, lr_backoff=0.25)
         d = {str(tmp_path)!r}
         fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu",
                   degrade_cfg={{"downscale": ["bicubic"]}})

@@ -11,7 +11,12 @@ the guard sees.
         --clip coffee_pushin=demo/videos/coffee_pushin.mp4 \
         --variants '[{"name": "near_1e-4", "pairs": "near_scale", "lr": 1e-4, "steps": 200}]'
 
-Variant keys:
+A variant with a `pipeline` key runs the pipeline's own `train.fine_tune` instead (rounds with
+early stopping, the guard) with `--config`'s fine_tune section plus the overrides given, e.g.
+`{"name": "p", "pipeline": {"steps": 400, "steps_per_epoch": 25, "lr": 4e-3}}`; it reports the
+delivered model's `delta`, what the guard `kept` and each round's held-out gain.
+
+Variant keys of the other variants:
 - name, lr, steps (per round), patch (low-res side, default 32), loss (default {"l1": 1.0});
 - pairs: frame | near_scale | near_scale+frame;
 - rounds (near_scale: the targets are remade by the current model each round);
@@ -30,18 +35,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 
 import numpy as np
 import torch
+import yaml
 
+from videnhance.config import validate_config
 from videnhance.data import FixedBatches, PatchBatches, load_image_sources, load_npz
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, resize
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
 from videnhance.metrics import score_frame
 from videnhance.models import load_model
-from videnhance.train import fit, near_scale_pairs, seed_everything
+from videnhance.train import fine_tune, fit, near_scale_pairs, seed_everything
 
 
 def frames_of(path: str) -> np.ndarray:
@@ -125,6 +133,17 @@ def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_
     return model, seconds, train.patch
 
 
+def run_pipeline_variant(results: str, clip: str, scale: int, variant: dict, config: dict, device):
+    """The pipeline's fine_tune on this clip's pairs; returns the delivered model and the verdict."""
+    cfg = {**config["fine_tune"], **variant["pipeline"]}
+    with tempfile.TemporaryDirectory() as work:
+        verdict = fine_tune(f"{results}/{clip}/pairs.npz", f"{results}/base/x{scale}.pt", f"{work}/model.pt",
+                            f"{work}/history.csv", f"{work}/verdict.json", cfg, str(device),
+                            degrade_cfg=config["degrade"])
+        model, _ = load_model(f"{work}/model.pt")
+    return model, verdict
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", required=True, help="a benchmark-mode run's results folder")
@@ -132,6 +151,8 @@ def main() -> None:
     parser.add_argument("--clip", action="append", required=True, help="ID=GROUND_TRUTH_VIDEO (repeatable)")
     parser.add_argument("--variants", required=True, help="JSON list of variants (see the module doc)")
     parser.add_argument("--log-dir", default="/tmp")
+    parser.add_argument("--config", default="config/benchmark_x4.yaml",
+                        help="config whose fine_tune and degrade sections `pipeline` variants start from")
     parser.add_argument("--generic-images", action="append", default=None,
                         help="photo sources for the `generic` key, as in pretrain.images (default: skimage)")
     args = parser.parse_args()
@@ -150,6 +171,14 @@ def main() -> None:
         val = pairs["is_val"].astype(bool)
         val_base = mean_psnr(base, pairs["lr"][val], pairs["hr"][val], device)
         for variant in variants:
+            if "pipeline" in variant:
+                config = validate_config(yaml.safe_load(open(args.config)))
+                model, verdict = run_pipeline_variant(args.results, clip, args.scale, variant, config, device)
+                print(json.dumps({"clip": clip, **variant,
+                                  "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
+                                  "kept": verdict["kept"], "val_gain": round(verdict.get("gain_db", 0.0), 3),
+                                  "rounds": verdict.get("round_report"), "seconds": verdict["seconds"]}), flush=True)
+                continue
             model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir, photos)
             print(json.dumps({"clip": clip, **variant,
                               "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),

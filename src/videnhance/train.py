@@ -322,15 +322,20 @@ def run_fingerprint(cfg: dict, degrade_cfg: dict, pairs_path: str | Path, base_m
                                       _file_digest(base_model_path)], sort_keys=True).encode()).hexdigest()
 
 
-def _round_done(path: Path, fingerprint: str, model: nn.Module) -> bool:
-    """Load the weights a killed run saved after finishing this round (same settings only)."""
+def _state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _round_done(path: Path, fingerprint: str, model: nn.Module) -> dict | None:
+    """What a killed run saved after finishing this round (same settings only): the weights are
+    loaded into `model`; returns the round's bookkeeping, or None."""
     if not path.exists():
-        return False
+        return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("fingerprint") != fingerprint:
-        return False
+        return None
     model.load_state_dict(state["model"])
-    return True
+    return state
 
 
 def _join_round_logs(logs: list[Path], out_log: Path) -> None:
@@ -375,7 +380,13 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     slightly, → the same degraded; see `near_scale_pairs`) or "frame" (degraded frame → frame, as
     made by the `degrade` step). `degrade_cfg` is the configured chain: near-scale inputs are made
     with it, as the `degrade` step made the frame pairs. Validation always uses held-out frame pairs:
-    the only pairs whose target is real video, not a model's output."""
+    the only pairs whose target is real video, not a model's output.
+
+    Early stopping works per round: after each round the held-out frames are scored, a round that
+    lowered them is undone, and the next round runs at `lr × lr_backoff`. So a learning rate that
+    is too high for this video costs one round, not the result. The guard then compares the best
+    round with the base (on the same frames, so with a little selection optimism; `guard_z` and
+    `min_gain_db` keep it conservative)."""
     dev = pick_device(device)
     seed_everything(cfg["seed"])
     pairs = load_npz(pairs_path)
@@ -404,14 +415,20 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     fingerprint = run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path)
     totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
     logs = []
+    # early stopping at round level: after each round the held-out frames decide whether the round
+    # is kept; a round that made them worse is undone and the next one runs at lr × lr_backoff
+    lr, best_psnr, best_state = float(cfg["lr"]), base_psnr, _state_copy(model)
+    round_report = []
     for r in range(rounds):
         round_log = Path(out_log) if rounds == 1 else Path(out_log).with_suffix(f".round{r + 1}.csv")
         done = Path(out_model).with_suffix(f".round{r + 1}.done")
         logs.append(round_log)
-        if rounds > 1 and _round_done(done, fingerprint, model):
+        if rounds > 1 and (saved := _round_done(done, fingerprint, model)) is not None:
             log.info("round %d of %d was finished by an earlier run; going on", r + 1, rounds)
+            lr, best_psnr, round_report = saved["next_lr"], saved["best_psnr"], json.loads(saved["report"])
+            best_state = _state_copy(model)
             continue
-        if kind == "near_scale":  # targets from the model as it is now: the base, then each round's result
+        if kind == "near_scale":  # targets from the model as it is now: the base, then the best round's
             lr_train, hr_train = near_scale_pairs(
                 model, train_frames, scale, DegradeChain.from_config(degrade_cfg), tuple(cfg["shrink"]),
                 cfg["targets_per_frame"], crop=4 * cfg["patch"] * scale, seed=cfg["seed"] + r, device=dev)
@@ -419,22 +436,34 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                              seed=cfg["seed"] + r, device=dev)
         log.info("fine-tuning%s on %d %s pairs from %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
                  f" round {r + 1} of {rounds}" if rounds > 1 else "", len(lr_train), kind, len(train_frames),
-                 len(lr_val), epochs, per_epoch, cfg["lr"], dev)
+                 len(lr_val), epochs, per_epoch, lr, dev)
         checkpoint = Path(out_model).with_suffix(f".round{r + 1}.ckpt" if rounds > 1 else ".ckpt")
-        stats = fit(model, train, valid, epochs, cfg["lr"], cfg["loss"], round_log, dev, max_seconds,
-                    checkpoint=checkpoint, fingerprint=f"{fingerprint}:{r}")
+        stats = fit(model, train, valid, epochs, lr, cfg["loss"], round_log, dev, max_seconds,
+                    checkpoint=checkpoint, fingerprint=f"{fingerprint}:{r}:{lr}")
         totals["seconds"] += stats["seconds"]
         totals["steps"] += stats["steps"]
         totals["resumed_from_epoch"] = totals["resumed_from_epoch"] or stats["resumed_from_epoch"]
+        round_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(model, lr_val, hr_val, dev)]))
+        kept = bool(np.isfinite(round_psnr) and round_psnr > best_psnr)
+        round_report.append({"round": r + 1, "lr": lr, "val_gain_db": round(round_psnr - base_psnr, 4),
+                             "kept": kept})
+        if kept:
+            best_psnr, best_state = round_psnr, _state_copy(model)
+        else:
+            model.load_state_dict(best_state)
+            lr *= float(cfg["lr_backoff"])
+            log.info("round %d lowered the held-out Y-PSNR (%+.3f dB vs the base); undone, next lr %g",
+                     r + 1, round_psnr - base_psnr, lr)
         if rounds > 1:
             with atomic_output(done) as tmp:
-                torch.save({"fingerprint": fingerprint, "model": model.state_dict()}, tmp)
+                torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "next_lr": lr,
+                            "best_psnr": best_psnr, "report": json.dumps(round_report)}, tmp)
         checkpoint.unlink(missing_ok=True)
     if rounds > 1:
         _join_round_logs(logs, Path(out_log))
     stats = {"seconds": round(totals["seconds"], 2), "steps": totals["steps"],
              "it_per_s": round(totals["steps"] / max(totals["seconds"], 1e-9), 3),
-             "resumed_from_epoch": totals["resumed_from_epoch"], "rounds": rounds}
+             "resumed_from_epoch": totals["resumed_from_epoch"], "rounds": rounds, "round_report": round_report}
     tuned_scores = score_pairs(model, lr_val, hr_val, dev)
     tuned_psnr = float(np.mean([s["psnr_y"] for s in tuned_scores]))
     verdict_fields = guard(base_scores, tuned_scores, cfg["min_gain_db"], cfg["guard_z"])
