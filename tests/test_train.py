@@ -187,3 +187,25 @@ def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
     assert verdict["kept"] == "base" and "no held-out frames" in verdict["reason"] and verdict["steps"] == 0
     assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "base.pt").read_bytes()
     assert json.loads((tmp_path / "v.json").read_text()) == verdict
+
+
+def test_vgg_feature_loss_only_with_weights_the_user_supplies(tmp_path):
+    from torchvision.models import vgg16
+
+    with pytest.raises(ValueError, match="vgg_weights"):
+        MixedLoss({"l1": 1.0, "vgg": 0.1})  # nothing is downloaded
+    torch.manual_seed(0)
+    features = vgg16(weights=None).features[:16]
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg16.pth")
+    cfg = validate_config({"fine_tune": {"loss": {"l1": 1.0, "vgg": 0.1, "vgg_weights": str(tmp_path / "vgg16.pth")}}})
+    loss = MixedLoss(cfg["fine_tune"]["loss"])
+    x = torch.rand(2, 3, 32, 32)
+    noisy = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    assert float(loss(x, x)) < 1e-6
+    total = loss(noisy, x)
+    assert float(total) > float(MixedLoss({"l1": 1.0})(noisy, x))  # the feature term adds to L1
+    total.backward()
+    assert noisy.grad.abs().sum() > 0 and not any(p.requires_grad for p in loss.vgg.parameters())
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not a VGG16"):
+        MixedLoss({"vgg": 1.0, "vgg_weights": str(tmp_path / "other.pth")})

@@ -52,17 +52,55 @@ def ssim_torch(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim.mean()
 
 
-class MixedLoss(nn.Module):
-    """Weighted sum of L1, MSE and (1 − SSIM), from the config's `loss: {l1: 1.0, ssim: 0.1}`."""
+class VGGFeatures(nn.Module):
+    """VGG16 up to relu3_3, frozen, from a state_dict file the user supplies (torchvision's
+    layout). The feature loss of the seed (perceptual sharpening); off unless configured."""
 
-    TERMS = ("l1", "mse", "ssim")
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-    def __init__(self, weights: dict[str, float]):
+    def __init__(self, weights_path: str | Path):
         super().__init__()
+        from torchvision.models import vgg16
+
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"loss.vgg_weights: {path} not found. The VGG feature loss needs a VGG16 "
+                                    "state_dict you supply (torchvision layout); nothing is downloaded.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        self.net = vgg16(weights=None).features[:16]
+        missing = set(self.net.state_dict()) - set(features)
+        if missing:
+            raise ValueError(f"loss.vgg_weights: {path} is not a VGG16 state_dict (missing {sorted(missing)[:3]}…)")
+        self.net.load_state_dict({k: features[k] for k in self.net.state_dict()})
+        self.net.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+class MixedLoss(nn.Module):
+    """Weighted sum of L1, MSE, (1 − SSIM) and, with user-supplied weights, a VGG feature L1,
+    from the config's `loss: {l1: 1.0, ssim: 0.1}` (`vgg: 0.05, vgg_weights: vgg16.pth`)."""
+
+    TERMS = ("l1", "mse", "ssim", "vgg")
+
+    def __init__(self, weights: dict):
+        super().__init__()
+        weights = dict(weights)
+        vgg_path = weights.pop("vgg_weights", None)
         unknown = set(weights) - set(self.TERMS)
         if unknown or not weights:
             raise ValueError(f"loss terms must be among {self.TERMS}, got {sorted(weights)}")
         self.weights = {k: float(v) for k, v in weights.items() if v}
+        self.vgg = None
+        if "vgg" in self.weights:
+            if not vgg_path:
+                raise ValueError("loss term 'vgg' needs loss.vgg_weights: a VGG16 state_dict file you supply "
+                                 "(torchvision layout); nothing is downloaded")
+            self.vgg = VGGFeatures(vgg_path)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pred, target = pred.float(), target.float()
@@ -73,6 +111,9 @@ class MixedLoss(nn.Module):
             total = total + self.weights["mse"] * F.mse_loss(pred, target)
         if "ssim" in self.weights:
             total = total + self.weights["ssim"] * (1 - ssim_torch(pred, target))
+        if self.vgg is not None:
+            self.vgg.to(pred.device)
+            total = total + self.weights["vgg"] * F.l1_loss(self.vgg(pred), self.vgg(target))
         return total
 
 
