@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -345,8 +346,6 @@ def _file_digest(path: str | Path) -> str:
 def keep_base(base_model_path: str | Path, out_model: str | Path, out_log: str | Path, out_verdict: str | Path,
               reason: str) -> dict:
     """The base model becomes the video's model, untouched; the verdict says why."""
-    import shutil
-
     with atomic_output(out_model) as tmp:
         shutil.copyfile(base_model_path, tmp)
     atomic_write_text(out_log, "epoch,train_loss,valid_loss,psnr_metric,time\n")
@@ -459,6 +458,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     # early stopping at round level: after each round the held-out frames decide whether the round
     # is kept; a round that made them worse is undone and the next one runs at lr × lr_backoff
     lr, best_psnr, best_state = float(cfg["lr"]), base_psnr, _state_copy(model)
+    best_scores: list[dict] | None = base_scores  # the held-out scores of the model as it stands
     round_report = []
     for r in range(rounds):
         round_log = Path(out_log) if rounds == 1 else Path(out_log).with_suffix(f".round{r + 1}.csv")
@@ -467,7 +467,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         if rounds > 1 and (saved := _round_done(done, fingerprint, model)) is not None:
             log.info("round %d of %d was finished by an earlier run; going on", r + 1, rounds)
             lr, best_psnr, round_report = saved["next_lr"], saved["best_psnr"], json.loads(saved["report"])
-            best_state = _state_copy(model)
+            best_state, best_scores = _state_copy(model), None  # not saved: scored again below
             continue
         if kind == "near_scale":  # targets from the model as it is now: the base, then the best round's
             lr_train, hr_train = near_scale_pairs(
@@ -484,12 +484,13 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         totals["seconds"] += stats["seconds"]
         totals["steps"] += stats["steps"]
         totals["resumed_from_epoch"] = totals["resumed_from_epoch"] or stats["resumed_from_epoch"]
-        round_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(model, lr_val, hr_val, dev)]))
+        round_scores = score_pairs(model, lr_val, hr_val, dev)
+        round_psnr = float(np.mean([s["psnr_y"] for s in round_scores]))
         kept = bool(np.isfinite(round_psnr) and round_psnr > best_psnr)
         round_report.append({"round": r + 1, "lr": lr, "val_gain_db": round(round_psnr - base_psnr, 4),
                              "kept": kept})
         if kept:
-            best_psnr, best_state = round_psnr, _state_copy(model)
+            best_psnr, best_state, best_scores = round_psnr, _state_copy(model), round_scores
         else:
             model.load_state_dict(best_state)
             lr *= float(cfg["lr_backoff"])
@@ -505,7 +506,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     stats = {"seconds": round(totals["seconds"], 2), "steps": totals["steps"],
              "it_per_s": round(totals["steps"] / max(totals["seconds"], 1e-9), 3),
              "resumed_from_epoch": totals["resumed_from_epoch"], "rounds": rounds, "round_report": round_report}
-    tuned_scores = score_pairs(model, lr_val, hr_val, dev)
+    tuned_scores = best_scores if best_scores is not None else score_pairs(model, lr_val, hr_val, dev)
     tuned_psnr = float(np.mean([s["psnr_y"] for s in tuned_scores]))
     verdict_fields = guard(base_scores, tuned_scores, cfg["min_gain_db"], cfg["guard_z"])
     keep_tuned = verdict_fields["kept"] == "fine_tuned"
