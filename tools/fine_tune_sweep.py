@@ -24,6 +24,9 @@ Variant keys of the other variants:
 - scales (frame: extra ZSSR-style copies of each frame shrunk by these factors before degrading);
 - frames (train on this many frames of the input video instead of the extracted ones, sampled
   evenly outside the held-out stretches);
+- closeups (a fraction, e.g. 0.5: train only on that share of the training frames, the ones with
+  the least high-frequency energy per pixel, i.e. the most zoomed-in: frame sampling that favours
+  close-ups);
 - generic (a fraction, e.g. 0.25: that share of the training pairs are generic photos from
   `--generic-images`, photo/scale → photo, redrawn each round).
 
@@ -85,6 +88,19 @@ def near_pairs(teacher, frames, scale: int, shrink, device):
     return lrs, hrs
 
 
+def closest_frames(frames: list[np.ndarray], share: float) -> list[np.ndarray]:
+    """The `share` of `frames` with the lowest mean |Laplacian| of luma per pixel: in a push-in the
+    close-ups, where the same content covers the most pixels."""
+    def detail(im: np.ndarray) -> float:
+        y = im.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        lap = 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+        return float(np.abs(lap).mean())
+
+    order = np.argsort([detail(im) for im in frames])
+    keep = max(1, round(share * len(frames)))
+    return [frames[i] for i in sorted(order[:keep])]
+
+
 def extra_frames(video: str, indices: np.ndarray, is_val: np.ndarray, count: int) -> np.ndarray:
     """`count` frames of the input sampled evenly, leaving out each held-out stretch (from the
     sampled frame before it to the one after it), so the held-out frames stay unseen."""
@@ -106,6 +122,8 @@ def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_
     train_frames = list(pairs["hr"][~val])  # the input video's own frames
     if variant.get("frames"):  # more of the input's frames, away from the held-out stretches
         train_frames = list(extra_frames(f"{results}/{clip}/input.mkv", pairs["indices"], val, int(variant["frames"])))
+    if variant.get("closeups"):
+        train_frames = closest_frames(train_frames, float(variant["closeups"]))
     model, _ = load_model(f"{results}/base/x{scale}.pt")
     kind = variant.get("pairs", "frame")
     seconds = 0.0
