@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from videnhance.config import validate_config
+from videnhance.config import ConfigError, validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.models import SRResNet, load_model, save_model
@@ -192,7 +192,7 @@ def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
 def test_vgg_feature_loss_only_with_weights_the_user_supplies(tmp_path):
     from torchvision.models import vgg16
 
-    with pytest.raises(ValueError, match="vgg_weights"):
+    with pytest.raises(ConfigError, match="vgg_weights"):
         MixedLoss({"l1": 1.0, "vgg": 0.1})  # nothing is downloaded
     torch.manual_seed(0)
     features = vgg16(weights=None).features[:16]
@@ -207,5 +207,5 @@ def test_vgg_feature_loss_only_with_weights_the_user_supplies(tmp_path):
     total.backward()
     assert noisy.grad.abs().sum() > 0 and not any(p.requires_grad for p in loss.vgg.parameters())
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="not a VGG16"):
+    with pytest.raises(ConfigError, match="not a VGG16"):
         MixedLoss({"vgg": 1.0, "vgg_weights": str(tmp_path / "other.pth")})

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
+from .config import ConfigError
 from .data import FixedBatches, PatchBatches, load_npz
 from .degrade import DegradeChain, make_pairs, resize
 from .infer import pick_device, run_model
@@ -65,14 +66,14 @@ class VGGFeatures(nn.Module):
 
         path = Path(weights_path)
         if not path.is_file():
-            raise FileNotFoundError(f"loss.vgg_weights: {path} not found. The VGG feature loss needs a VGG16 "
+            raise ConfigError(f"loss.vgg_weights: {path} not found. The VGG feature loss needs a VGG16 "
                                     "state_dict you supply (torchvision layout); nothing is downloaded.")
         state = torch.load(path, map_location="cpu", weights_only=True)
         features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         self.net = vgg16(weights=None).features[:16]
         missing = set(self.net.state_dict()) - set(features)
         if missing:
-            raise ValueError(f"loss.vgg_weights: {path} is not a VGG16 state_dict (missing {sorted(missing)[:3]}…)")
+            raise ConfigError(f"loss.vgg_weights: {path} is not a VGG16 state_dict (missing {sorted(missing)[:3]}…)")
         self.net.load_state_dict({k: features[k] for k in self.net.state_dict()})
         self.net.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
@@ -99,7 +100,7 @@ class MixedLoss(nn.Module):
         self.vgg = None
         if "vgg" in self.weights:
             if not vgg_path:
-                raise ValueError("loss term 'vgg' needs loss.vgg_weights: a VGG16 state_dict file you supply "
+                raise ConfigError("loss term 'vgg' needs loss.vgg_weights: a VGG16 state_dict file you supply "
                                  "(torchvision layout); nothing is downloaded")
             self.vgg = VGGFeatures(vgg_path)
 
