@@ -43,9 +43,8 @@ import time
 
 import numpy as np
 import torch
-import yaml
 
-from videnhance.config import validate_config
+from videnhance.config import load_config_file
 from videnhance.data import FixedBatches, PatchBatches, load_image_sources, load_npz
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, resize
 from videnhance.infer import run_model
@@ -177,6 +176,7 @@ def main() -> None:
     device = torch.device("cpu")
     base, _ = load_model(f"{args.results}/base/x{args.scale}.pt")
     variants = json.loads(args.variants)
+    config = load_config_file(args.config) if any("pipeline" in v for v in variants) else None
     photos = load_image_sources(args.generic_images or ["skimage"]) if any(v.get("generic") for v in variants) else []
     for spec in args.clip:
         clip, gt_path = spec.split("=", 1)
@@ -190,7 +190,6 @@ def main() -> None:
         val_base = mean_psnr(base, pairs["lr"][val], pairs["hr"][val], device)
         for variant in variants:
             if "pipeline" in variant:
-                config = validate_config(yaml.safe_load(open(args.config)))
                 model, verdict = run_pipeline_variant(args.results, clip, args.scale, variant, config, device)
                 print(json.dumps({"clip": clip, **variant,
                                   "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
