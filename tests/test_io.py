@@ -105,3 +105,19 @@ def test_side_by_side_of_an_odd_height_is_padded_to_4_2_0(tmp_path):
     side_by_side(small, enhanced, out)
     meta = probe(out)
     assert (meta.width, meta.height, meta.frames, meta.pix_fmt) == (128, 32, 4, "yuv420p")
+
+
+def test_encoder_args_per_codec():
+    """Each codec gets its own quality options; colour options only for YUV outputs."""
+    from videnhance.colour import Colour
+    from videnhance.io import EncodeSettings
+
+    colour = Colour.of(64, 48, matrix="bt709")
+    x264 = EncodeSettings().args(64, 48, colour)
+    assert x264[x264.index("-crf") + 1] == "18" and x264[x264.index("-preset") + 1] == "veryfast"
+    assert x264[x264.index("-colorspace") + 1] == "bt709" and x264[x264.index("-color_range") + 1] == "tv"
+    nvenc = EncodeSettings(codec="h264_nvenc", crf=23, preset="p6").args(64, 48)
+    assert nvenc[nvenc.index("-cq") + 1] == "23" and nvenc[nvenc.index("-preset") + 1] == "p6"
+    assert "-crf" not in nvenc and "-preset" not in EncodeSettings(codec="hevc_nvenc").args(64, 48)  # x264 preset
+    assert "-colorspace" not in EncodeSettings(codec="ffv1").args(64, 48, colour)  # RGB
+    assert EncodeSettings().args(63, 48)[3] == "yuv444p"  # odd width: 4:2:0 impossible

@@ -397,8 +397,9 @@ def _work_infer(spec: dict) -> dict:
     start = time.perf_counter()
     stats = enhance_video(model, spec["input"], spec["output"], spec["scale"], EncodeSettings(**spec["settings"]),
                           device=str(dev), batch_size=spec["batch_size"], tile=spec.get("tile", 0), meta=meta,
-                          progress=False)
-    out = {"frames": stats["frames"], "seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}
+                          progress=False, transport=spec.get("transport", "auto"))
+    out = {"frames": stats["frames"], "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
+           "transport": stats["transport"]}
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / (1 << 20)
     return out
@@ -520,8 +521,13 @@ def _source_clip(input: str | Path | None, size: tuple[int, int], seconds: float
 
 def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str | Path | None = None,
              settings: EncodeSettings | None = None, batch_size: int = 8, repeat: int = 1, isolate: bool = True,
-             out=None) -> list[Row]:
-    """ffmpeg alone vs our decode, encode and passthrough on one clip; prints `passthrough_ratio: R`."""
+             out=None, device: str = "cpu") -> list[Row]:
+    """ffmpeg alone vs our decode, encode and passthrough on one clip; prints `passthrough_ratio: R`.
+
+    `passthrough` moves the reader's batches straight to the writer. `passthrough_model_<fmt>`
+    runs the whole inference path (`enhance_video`) with an identity model on `device`, with
+    frames carried as `fmt` (`infer.transport`): upload, uint8 → float (and YUV → RGB), back, and
+    download, as a real model's frames would go."""
     out = out or sys.stdout
     settings = settings or EncodeSettings()
     rows: list[Row] = []
@@ -562,6 +568,14 @@ def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str
             rows.append(row)
             ours[kind] = row
         fmts = ("rgb24", "yuv420p") if w % 2 == 0 and h % 2 == 0 else ("rgb24",)
+        dev = _resolve_device(device)
+        for fmt in fmts:  # the inference path with an identity model (bicubic at ×1 returns its input)
+            model_spec = {**spec, "kind": "infer", "model": "bicubic", "scale": 1, "device": dev, "transport": fmt}
+            result = _measure_best(model_spec, repeat, isolate)
+            row = _row_from(result, "io", f"passthrough_model_{fmt}", st, 1, dev)
+            row.ratio, row.reference = row.fps / tc.fps, tc.measure
+            rows.append(row)
+            ours[f"model_{fmt}"] = row
         for fmt in fmts:  # diagnostics: the cost of Python and of the RGB conversion
             result = _measure_best({**spec, "kind": "pipe", "pix_fmt": fmt}, repeat, isolate)
             row = _row_from(result, "io", f"pipe_{fmt}", st, 1, "cpu")
@@ -570,6 +584,8 @@ def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str
     print_table(rows, out, title=f"io: {st}, {n} frames, encoder {' '.join(enc)} (best of {max(1, repeat)})")
     print(f"decode_vs_ffmpeg_rgb24: {ours['decode'].fps / dec_rgb.fps:.3f}", file=out)
     print(f"passthrough_vs_ffmpeg_transcode_rgb24: {ours['passthrough'].fps / tc_rgb.fps:.3f}", file=out)
+    for fmt in fmts:
+        print(f"passthrough_model_{fmt}_ratio: {ours[f'model_{fmt}'].ratio:.3f}", file=out)
     print(f"passthrough_ratio: {ours['passthrough'].ratio:.3f}", file=out)
     return rows
 
@@ -734,7 +750,8 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("io", help="ffmpeg alone vs our decode/encode/passthrough")
     common(p, "clip size (default 1280x720)", "clip length (default 5)")
     p.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
-    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)  # io is CPU work
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where the passthrough_model rows run their identity model (default cpu)")
     p.set_defaults(bench=_cmd_io)
 
     p = sub.add_parser("model", help="model-only frames/s")
@@ -762,7 +779,7 @@ def _given(value, default):
 
 def _cmd_io(args) -> list[Row]:
     return bench_io(args.size or (1280, 720), _given(args.seconds, 5), args.input, batch_size=args.batch_size or 8,
-                    repeat=args.repeat)
+                    repeat=args.repeat, device=args.device)
 
 
 def _cmd_model(args) -> list[Row]:

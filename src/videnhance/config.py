@@ -85,9 +85,10 @@ def runtime_settings(config: dict) -> dict:
     """The validated `device` and `infer` settings, for a workflow step to read at run time.
 
     They are kept out of rule `params` on purpose: moving a run from a workstation to a cluster
-    node, or changing the batch size, tiles or `torch.compile`, changes speed (and at most the
-    last bit of a few pixels under bf16), so it must not make Snakemake redo every video's
-    fine-tuning and inference."""
+    node, or changing the batch size, tiles, `torch.compile` or the transport, changes speed (and
+    at most the last bit of a few pixels under bf16, or one or two levels from the YUV ↔ RGB
+    rounding of `transport`), so it must not make Snakemake redo every video's fine-tuning and
+    inference."""
     cfg = validate_config(config)
     return {key: cfg[key] for key in RUNTIME_KEYS}
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .colour import Colour, rgb_to_yuv420, yuv420_frame_bytes, yuv420_to_rgb
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, probe
 
 log = logging.getLogger(__name__)
@@ -164,14 +165,66 @@ def _to_uint8(y: torch.Tensor) -> torch.Tensor:
     return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def _to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 NHWC frames → float NCHW in [0, 1] on `device`, channels_last (the NHWC bytes as they
-    are: the permute is free). On CUDA the uint8 batch goes through pinned memory, asynchronously,
-    and is converted on the GPU: a quarter of the bytes a float copy would move."""
+def _upload(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 frames as a tensor on `device`. On CUDA they go through pinned memory, asynchronously,
+    and are converted to float on the GPU: a quarter of the bytes a float copy would move."""
     x = torch.from_numpy(np.ascontiguousarray(frames))
     if device.type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)
-    return x.permute(0, 3, 1, 2).float().div_(255)
+    return x
+
+
+def _to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC frames → float NCHW in [0, 1] on `device`, channels_last (the NHWC bytes as they
+    are: the permute is free)."""
+    return _upload(frames, device).permute(0, 3, 1, 2).float().div_(255)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The frames' byte layout on each side of the model: what the reader delivers (`read`) and
+    the writer takes (`write`), each "rgb24" (n, H, W, 3) or "yuv420p" (n, H·W·3/2) in `colour`.
+    With yuv420p, the YUV ↔ RGB conversion runs on the model's device (`colour.py`)."""
+
+    height: int
+    width: int
+    read: str = "rgb24"
+    write: str = "rgb24"
+    colour: Colour = field(default_factory=Colour)
+
+    def to_model(self, frames: np.ndarray, device: torch.device) -> torch.Tensor:
+        if self.read == "yuv420p":
+            return yuv420_to_rgb(_upload(frames, device), self.height, self.width, self.colour)
+        return _to_device(frames, device)
+
+    def from_model(self, y: torch.Tensor) -> torch.Tensor:
+        return rgb_to_yuv420(y, self.colour) if self.write == "yuv420p" else _to_uint8(y)
+
+    def out_shape(self, size: tuple[int, int]) -> tuple[int, ...]:
+        return (*size, 3) if self.write == "rgb24" else (yuv420_frame_bytes(*size),)
+
+
+TRANSPORTS = ("auto", "rgb24", "yuv420p")
+
+
+def choose_layout(transport: str, device: torch.device, meta: VideoMeta, settings: EncodeSettings) -> Layout:
+    """`infer.transport`: how frames travel between the ffmpeg processes and the model.
+
+    "yuv420p" carries 8-bit 4:2:0 through both pipes and converts on the model's device: half the
+    bytes of rgb24 and no colour conversion in the decoder or the encoder. A side that cannot
+    (source not 8-bit 4:2:0, odd sizes, lossless RGB or non-4:2:0 output, a non-linear matrix)
+    stays rgb24. "auto" uses yuv420p on CUDA only: on a CPU, ffmpeg's SIMD conversion costs less
+    than torch's (docs/performance.md)."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"infer.transport must be one of {TRANSPORTS}, not {transport!r}")
+    colour = meta.colour
+    base = Layout(meta.height, meta.width, colour=colour)
+    if transport == "rgb24" or (transport == "auto" and device.type != "cuda") or not colour.linear:
+        return base
+    even = meta.width % 2 == 0 and meta.height % 2 == 0  # so the output (×scale) is even too
+    read = "yuv420p" if even and meta.pix_fmt in ("yuv420p", "yuvj420p") else "rgb24"
+    write = "yuv420p" if even and settings.codec != "ffv1" and settings.pix_fmt == "yuv420p" else "rgb24"
+    return Layout(meta.height, meta.width, read, write, colour)
 
 
 def prepare_model(model: nn.Module | None, device: torch.device, compile: bool = False) -> nn.Module | None:
@@ -227,9 +280,11 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
 
 
 def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, int], scale: int,
-                device: torch.device, plan: InferPlan) -> torch.Tensor:
-    """uint8 NHWC frames → uint8 NHWC output tensor on `device`; out-of-memory retries by `plan`."""
-    h, w = frames.shape[1:3]
+                device: torch.device, plan: InferPlan, layout: Layout | None = None) -> torch.Tensor:
+    """uint8 frames → uint8 output tensor on `device`, both in `layout` (default: RGB NHWC);
+    out-of-memory retries by `plan`."""
+    layout = layout or Layout(*frames.shape[1:3])
+    h, w = layout.height, layout.width
     pad = getattr(model, "_videnhance_compiled", False)
     outs = []
     start = 0
@@ -240,8 +295,8 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], plan.batch_size - n, axis=0)])
         failed: BaseException | None = None
         try:
-            x = _to_device(chunk, device)
-            outs.append(_to_uint8(_model_call(model, x, scale, size, plan.tile, plan.overlap))[:n])
+            x = layout.to_model(chunk, device)
+            outs.append(layout.from_model(_model_call(model, x, scale, size, plan.tile, plan.overlap))[:n])
             start += n  # only a batch that came out whole moves on: no frame lost or repeated
         except Exception as err:  # noqa: BLE001 - filtered just below
             if model is None or not is_out_of_memory(err):
@@ -253,7 +308,7 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
             if not plan.shrink(n, h, w, failed):
                 raise failed
     if not outs:
-        return torch.empty((0, *size, 3), dtype=torch.uint8)
+        return torch.empty((0, *layout.out_shape(size)), dtype=torch.uint8)
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
@@ -277,7 +332,7 @@ def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, 
 
 
 def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int, device: torch.device,
-            plan: InferPlan):
+            plan: InferPlan, layout: Layout | None = None):
     """Model outputs (uint8 numpy NHWC) for each input batch, in order.
 
     On CUDA, batch k+1 is queued on the GPU before batch k is handed on: batch k's result is
@@ -287,7 +342,7 @@ def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int,
     pending = None
     with torch.inference_mode():
         for batch in batches:
-            out = _run_tensor(model, batch, size, scale, device, plan)
+            out = _run_tensor(model, batch, size, scale, device, plan, layout)
             if device.type == "cuda":
                 host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(out, non_blocking=True)
@@ -313,12 +368,13 @@ def _ready(item) -> np.ndarray:
 def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: str | Path, scale: int,
                   settings: EncodeSettings, device: str = "auto", batch_size: int | str = "auto", tile: int = 0,
                   overlap: int = 16, meta: VideoMeta | None = None, progress: bool = True,
-                  compile: bool = False) -> dict:
+                  compile: bool = False, transport: str = "auto") -> dict:
     """Stream every frame of `input_path` through `model` into `output_path`.
 
     Decoding (ffmpeg process + reader thread), the model (this thread) and encoding (writer thread
     + ffmpeg process) overlap; queues are bounded so memory does not grow with video length.
-    `batch_size="auto"` sizes batches from free GPU memory (`auto_batch_size`).
+    `batch_size="auto"` sizes batches from free GPU memory (`auto_batch_size`); `transport` picks
+    the pixel format of the pipes (`choose_layout`). The output keeps the source's colour.
     """
     dev = pick_device(device)
     if dev.type == "cpu" and model is not None:
@@ -328,12 +384,14 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     model = prepare_model(model, dev, compile)
     if batch_size == "auto":
         batch_size = auto_batch_size(model, meta.height, meta.width, dev) if not tile else CPU_BATCH
-    reader = FrameReader(input_path, meta, batch_size=int(batch_size))
+    layout = choose_layout(transport, dev, meta, settings)
+    reader = FrameReader(input_path, meta, batch_size=int(batch_size), pix_fmt=layout.read)
     plan = InferPlan(int(batch_size), tile, overlap)
     start = time.monotonic()
     bar = _progress(meta.frames, f"infer {Path(output_path).name}") if progress else None
-    with FrameWriter(output_path, out_w, out_h, meta.fps, settings) as writer:
-        for out in _stream(model, reader, (out_h, out_w), scale, dev, plan):
+    with FrameWriter(output_path, out_w, out_h, meta.fps, settings, pix_fmt=layout.write,
+                     colour=layout.colour) as writer:
+        for out in _stream(model, reader, (out_h, out_w), scale, dev, plan, layout):
             writer.write(out)
             if bar is not None:
                 bar.update(len(out))
@@ -341,7 +399,8 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     if writer.frames != meta.frames:
         raise RuntimeError(f"{output_path}: wrote {writer.frames} frames, the input has {meta.frames}")
     stats = {"frames": writer.frames, "seconds": round(seconds, 2), "fps": round(writer.frames / max(seconds, 1e-9), 2),
-             "device": str(dev), "batch_size": int(batch_size), "compiled": bool(compile)}
+             "device": str(dev), "batch_size": int(batch_size), "compiled": bool(compile),
+             "transport": f"{layout.read}→{layout.write}"}
     if plan.oom_events:
         stats.update(oom_events=plan.oom_events, batch_size=plan.batch_size, tile=plan.tile)
         log.warning("%s: %d out-of-memory retries; finished with batches of %d and tile %s", output_path,

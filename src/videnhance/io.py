@@ -21,6 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .colour import (
+    MATRICES,
+    PRIMARIES,
+    RANGES,
+    SCALE_NAMES,
+    TRANSFERS,
+    Colour,
+    is_yuv,
+    yuv420_frame_bytes,
+)
+
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +70,19 @@ class VideoMeta:
     subtitles: list[dict] = field(default_factory=list)
     vfr: bool = False  # frame durations differ: reassemble restores the source's timestamps
     alpha: bool = False  # an alpha channel, which is dropped (frames are decoded as RGB)
+    # colour tags as ffmpeg names ("" = not tagged); `colour` fills the gaps
+    color_space: str = ""
+    color_range: str = ""
+    color_primaries: str = ""
+    color_transfer: str = ""
+
+    @property
+    def colour(self) -> Colour:
+        """The matrix, range, primaries and transfer frames are read and written with. An RGB
+        stream's matrix and range tags say nothing about YUV, so they are guessed like untagged ones."""
+        yuv = is_yuv(self.pix_fmt)
+        return Colour.of(self.width, self.height, self.pix_fmt, self.color_space if yuv else "",
+                         self.color_range if yuv else "", self.color_primaries, self.color_transfer)
 
     @property
     def fps(self) -> Fraction:
@@ -133,9 +157,11 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
         duration = float(container.duration / 1_000_000) if container.duration else 0.0
         rotation = 0
         frames = 0
+        tags = _colour_tags(stream.codec_context)
         try:
             for frame in container.decode(stream):
                 rotation = int(getattr(frame, "rotation", 0) or 0)
+                tags = {key: tags[key] or value for key, value in _colour_tags(frame).items()}
                 frames = 1
                 break
         except av.error.FFmpegError as err:
@@ -154,8 +180,19 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
     return VideoMeta(
         path=str(path), width=width, height=height, fps_num=rate.numerator, fps_den=rate.denominator,
         frames=frames, duration=duration, codec=codec, pix_fmt=pix_fmt, rotation=rotation,
-        audio=audio, subtitles=subtitles, vfr=vfr, alpha=alpha,
+        audio=audio, subtitles=subtitles, vfr=vfr, alpha=alpha, **tags,
     )
+
+
+def _colour_tags(obj) -> dict[str, str]:
+    """The colour tags of a PyAV codec context or frame, as ffmpeg option names ("" = untagged)."""
+    def name(table: dict[int, str], attr: str) -> str:
+        try:
+            return table.get(int(getattr(obj, attr, 0) or 0), "")
+        except (TypeError, ValueError):
+            return ""
+    return {"color_space": name(MATRICES, "colorspace"), "color_range": name(RANGES, "color_range"),
+            "color_primaries": name(PRIMARIES, "color_primaries"), "color_transfer": name(TRANSFERS, "color_trc")}
 
 
 def frame_timestamps(path: str | Path) -> tuple[np.ndarray, Fraction]:
@@ -213,26 +250,44 @@ def count_frames(path: str | Path) -> int:
     return counts[-1]
 
 
-class FrameReader:
-    """Decode a video's first video stream into batches of uint8 RGB frames, shape (n, H, W, 3).
+TRANSPORTS = ("rgb24", "yuv420p")
 
-    ffmpeg decodes in its own process; a thread reads ahead into a bounded queue so decoding
-    overlaps with whatever consumes the batches, and memory stays flat in video length.
+
+class FrameReader:
+    """Decode a video's first video stream into batches of uint8 frames.
+
+    `pix_fmt="rgb24"` (the default) gives RGB frames, shape (n, H, W, 3), converted by ffmpeg with
+    the source's colour matrix and range (`VideoMeta.colour`). `pix_fmt="yuv420p"` gives the
+    planar 4:2:0 bytes, shape (n, H·W·3/2), for `colour.yuv420_to_rgb` on the model's device
+    (even sizes only). ffmpeg decodes in its own process; a thread reads ahead into a bounded
+    queue so decoding overlaps with whatever consumes the batches, and memory stays flat in
+    video length.
     """
 
-    def __init__(self, path: str | Path, meta: VideoMeta | None = None, batch_size: int = 8, prefetch: int = 2):
+    def __init__(self, path: str | Path, meta: VideoMeta | None = None, batch_size: int = 8, prefetch: int = 2,
+                 pix_fmt: str = "rgb24"):
         self.path = Path(path)
         self.meta = meta or probe(path)
         self.batch_size = batch_size
         self.prefetch = prefetch
+        if pix_fmt not in TRANSPORTS:
+            raise ValueError(f"pix_fmt must be one of {TRANSPORTS}, not {pix_fmt!r}")
+        if pix_fmt == "yuv420p" and (self.meta.width % 2 or self.meta.height % 2):
+            raise ValueError(f"{self.path}: yuv420p frames need even sizes, not {self.meta.width}x{self.meta.height}")
+        self.pix_fmt = pix_fmt
 
     def _command(self) -> list[str]:
-        return [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:v:0",
-                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        convert = self.meta.colour.decode_filter(self.meta.pix_fmt) if self.pix_fmt == "rgb24" else []
+        return [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:v:0", *convert,
+                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-"]
+
+    def frame_shape(self) -> tuple[int, ...]:
+        h, w = self.meta.height, self.meta.width
+        return (h, w, 3) if self.pix_fmt == "rgb24" else (yuv420_frame_bytes(h, w),)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        h, w = self.meta.height, self.meta.width
-        frame_bytes = h * w * 3
+        shape = self.frame_shape()
+        frame_bytes = int(np.prod(shape))
         proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -240,7 +295,7 @@ class FrameReader:
         def pump() -> None:
             try:
                 while not stop.is_set():
-                    batch = np.empty((self.batch_size, h, w, 3), np.uint8)  # writable, filled in place
+                    batch = np.empty((self.batch_size, *shape), np.uint8)  # writable, filled in place
                     view, filled = memoryview(batch).cast("B"), 0
                     while filled < len(view):
                         got = proc.stdout.readinto(view[filled:])
@@ -286,7 +341,7 @@ class FrameReader:
     def read_selected(self, indices: list[int] | np.ndarray) -> np.ndarray:
         """Return only the frames at `indices` (sorted), decoding the stream once."""
         wanted = np.asarray(sorted(set(int(i) for i in indices)))
-        out = np.empty((len(wanted), self.meta.height, self.meta.width, 3), np.uint8)
+        out = np.empty((len(wanted), *self.frame_shape()), np.uint8)
         pos = 0
         start = 0
         for batch in self:
@@ -310,37 +365,60 @@ class EncodeSettings:
     pix_fmt: str = "yuv420p"
     bframes: bool = True  # False: frames stay in presentation order (needed to restore VFR timing)
 
-    def args(self, width: int, height: int) -> list[str]:
+    def args(self, width: int, height: int, colour: Colour | None = None) -> list[str]:
+        """Output options for a width×height stream; with `colour`, a YUV output is converted
+        with its matrix and range and tagged with them (primaries and transfer need
+        `colour.tag_filter()` in the filter graph, or `-color_primaries`/`-color_trc` on a raw input)."""
         if self.codec == "ffv1":  # lossless RGB: what evaluation and the benchmark input use
             return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp"]
         pix_fmt = self.pix_fmt
         if pix_fmt.startswith("yuv420") and (width % 2 or height % 2):
             pix_fmt = pix_fmt.replace("420", "444")  # 4:2:0 needs even sizes
         args = ["-c:v", self.codec, "-pix_fmt", pix_fmt]
+        if colour is not None and is_yuv(pix_fmt):
+            args += colour.encode_args()
         if self.codec in ("libx264", "libx265"):
             args += ["-crf", str(self.crf), "-preset", self.preset]
         elif self.codec == "libsvtav1":
             args += ["-crf", str(self.crf), "-preset", "8"]
+        elif self.codec.endswith("_nvenc"):  # constant quality, like crf; NVENC presets are p1 (fast) … p7
+            args += ["-rc", "vbr", "-cq", str(min(self.crf, 51)), "-b:v", "0"]
+            if self.preset in NVENC_PRESETS:
+                args += ["-preset", self.preset]
         if not self.bframes:
             args += ["-bf", "0"]
         return args
 
 
 LOSSLESS = EncodeSettings(codec="ffv1")
+NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
 
 class FrameWriter:
-    """Encode uint8 RGB batches (n, H, W, 3) into a video file through an ffmpeg pipe.
+    """Encode uint8 batches into a video file through an ffmpeg pipe: RGB (n, H, W, 3) with
+    `pix_fmt="rgb24"`, or planar 4:2:0 bytes (n, H·W·3/2) with `pix_fmt="yuv420p"`, which must
+    already be in `colour` and are encoded without any conversion when the output is yuv420p.
+
+    `colour` (default: what an untagged stream of this size would be) sets the RGB → YUV
+    conversion and the stream's colour tags.
 
     Use as a context manager: the file appears under its final name only after ffmpeg finished
     cleanly; a failure or kill leaves no complete-looking file. Writing runs in a thread.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: Fraction,
-                 settings: EncodeSettings | None = None, queue_size: int = 2):
+                 settings: EncodeSettings | None = None, queue_size: int = 2, pix_fmt: str = "rgb24",
+                 colour: Colour | None = None):
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.settings = settings or EncodeSettings()
+        if pix_fmt not in TRANSPORTS:
+            raise ValueError(f"pix_fmt must be one of {TRANSPORTS}, not {pix_fmt!r}")
+        if pix_fmt == "yuv420p" and (width % 2 or height % 2):
+            raise ValueError(f"{self.path}: yuv420p frames need even sizes, not {width}x{height}")
+        self.pix_fmt = pix_fmt
+        self.colour = colour or Colour.of(width, height)
+        self.frame_shape = (height, width, 3) if pix_fmt == "rgb24" else (yuv420_frame_bytes(height, width),)
         self.frames = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
@@ -348,9 +426,13 @@ class FrameWriter:
     def __enter__(self) -> FrameWriter:
         self._ctx = atomic_output(self.path)
         self._tmp = self._ctx.__enter__()
-        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+        if self.pix_fmt == "yuv420p":  # already in the output's colour: tag it so that nothing converts it
+            raw_colour = self.colour.yuv_input_args()
+        else:  # the encoder's RGB → YUV uses the output options; primaries and transfer stick from here
+            raw_colour = ["-color_primaries", self.colour.primaries, "-color_trc", self.colour.transfer]
+        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", self.pix_fmt,
                "-s", f"{self.width}x{self.height}", "-r", f"{self.fps.numerator}/{self.fps.denominator}",
-               "-i", "-", *self.settings.args(self.width, self.height), str(self._tmp)]
+               *raw_colour, "-i", "-", *self.settings.args(self.width, self.height, self.colour), str(self._tmp)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
@@ -365,8 +447,8 @@ class FrameWriter:
                     self._error = err
 
     def write(self, batch: np.ndarray) -> None:
-        if batch.dtype != np.uint8 or batch.shape[1:] != (self.height, self.width, 3):
-            raise ValueError(f"expected uint8 frames of {(self.height, self.width, 3)}, got {batch.dtype} {batch.shape}")
+        if batch.dtype != np.uint8 or batch.shape[1:] != self.frame_shape:
+            raise ValueError(f"expected uint8 frames of {self.frame_shape}, got {batch.dtype} {batch.shape}")
         if self._error is not None:
             raise VideoError(f"{self.path}: encoder stopped: {self._stderr()}")
         self._queue.put(np.ascontiguousarray(batch))
@@ -452,10 +534,10 @@ def _subtitle_args(meta: VideoMeta, out_path: Path) -> list[str]:
 
 def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settings: EncodeSettings | None,
          meta: VideoMeta) -> None:
-    video_codec = ["-c:v", "copy"]
+    video_codec = ["-c:v", "copy"]  # keeps the colour tags FrameWriter gave the stream
     if settings is not None:
         vmeta = probe(video_path, decode_check=False)
-        video_codec = settings.args(vmeta.width, vmeta.height)
+        video_codec = ["-vf", meta.colour.tag_filter(), *settings.args(vmeta.width, vmeta.height, meta.colour)]
     subtitles = _subtitle_args(meta, out_path)
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
@@ -466,21 +548,27 @@ def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settin
 
 
 def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: str | Path,
-                 settings: EncodeSettings | None = None) -> None:
+                 settings: EncodeSettings | None = None, colour: Colour | None = None) -> None:
     """Comparison clip: the input upscaled with bicubic (left) next to the enhanced video (right),
-    with one black row added below when the height is odd (so it can be 4:2:0)."""
+    with one black row added below when the height is odd (so it can be 4:2:0).
+
+    Both sides are read as RGB with `colour` (the source's; default: the enhanced stream's) and
+    the clip is encoded and tagged with it, so the two halves show the colours the pipeline saw."""
     emeta = probe(enhanced_path, decode_check=False)
+    colour = colour or emeta.colour
     settings = settings or EncodeSettings(crf=20)
     width = 2 * emeta.width
     height = emeta.height + emeta.height % 2  # padded to even: 4:2:0, which every player can show
+    to_rgb = f"in_color_matrix={SCALE_NAMES.get(colour.matrix, 'auto')}:in_range={colour.range},format=gbrp"
+    # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
+    retime = f"settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB"
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
             ["-i", str(input_path), "-i", str(enhanced_path), "-filter_complex",
-             # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
-             f"[0:v:0]settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB,scale={emeta.width}:{emeta.height}:flags=bicubic,"
-             f"setsar=1[l];[1:v:0]settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB,setsar=1[r];"
-             f"[l][r]hstack=inputs=2:shortest=1,pad={width}:{height}[v]",
-             "-map", "[v]", "-fps_mode", "passthrough", *settings.args(width, height), str(tmp)],
+             f"[0:v:0]{retime},scale={emeta.width}:{emeta.height}:flags=bicubic:{to_rgb},setsar=1[l];"
+             f"[1:v:0]{retime},scale={to_rgb},setsar=1[r];"
+             f"[l][r]hstack=inputs=2:shortest=1,pad={width}:{height},{colour.tag_filter()}[v]",
+             "-map", "[v]", "-fps_mode", "passthrough", *settings.args(width, height, colour), str(tmp)],
             what=f"{out_path} (side-by-side of {input_path} and {enhanced_path})",
         )
 

@@ -124,7 +124,7 @@ def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path
     settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg, keep_order=meta.vfr)
     stats = enhance_video(model, input_video, out_video, header["scale"], settings, device=device,
                           batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
-                          meta=meta, compile=infer_cfg.get("compile", False))
+                          meta=meta, compile=infer_cfg.get("compile", False), transport=infer_cfg.get("transport", "auto"))
     log.info("infer: %s", stats)
     return stats
 
@@ -146,4 +146,4 @@ def reassemble(enhanced: str | Path, source: str | Path, input_video: str | Path
     if out.frames != source_meta.frames:
         Path(out_video).unlink()
         raise VideoError(f"{out_video}: has {out.frames} frames, the source {source} has {source_meta.frames}.")
-    side_by_side(input_video, enhanced, out_side_by_side)
+    side_by_side(input_video, enhanced, out_side_by_side, colour=source_meta.colour)

@@ -1,0 +1,188 @@
+"""Colour handling: tags read and written, untagged sources read as players show them, and the
+yuv420p transport (conversion on the model's device) against ffmpeg's own conversion."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.transform import resize
+
+from videnhance.colour import Colour, rgb_to_yuv420, yuv420_to_rgb
+from videnhance.infer import choose_layout, enhance_video
+from videnhance.io import (
+    EncodeSettings,
+    FrameReader,
+    FrameWriter,
+    VideoMeta,
+    ffmpeg_exe,
+    mux,
+    probe,
+    side_by_side,
+)
+
+from .conftest import photo
+
+
+def lavfi(path: Path, size: str, *tags: str, pix_fmt: str = "yuv420p", frames: int = 3) -> Path:
+    """testsrc2 (saturated colour bars and gradients) encoded losslessly, with the given tags."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+                    "-frames:v", str(frames), "-pix_fmt", pix_fmt, *tags, "-c:v", "libx264", "-qp", "0", str(path)],
+                   check=True)
+    return path
+
+
+def frames_of(path: Path, pix_fmt: str = "rgb24") -> np.ndarray:
+    return np.concatenate(list(FrameReader(path, pix_fmt=pix_fmt)))
+
+
+def test_probe_reads_tags_and_guesses_like_players(tmp_path):
+    tagged = probe(lavfi(tmp_path / "t.mkv", "64x48", "-colorspace", "bt709", "-color_range", "tv"))
+    assert (tagged.color_space, tagged.color_range) == ("bt709", "tv")
+    assert tagged.colour.matrix == "bt709" and "matrix" not in tagged.colour.guessed
+
+    untagged = probe(lavfi(tmp_path / "u.mkv", "64x48"))
+    assert untagged.color_space == "" and untagged.colour.matrix == "smpte170m"
+    assert "matrix" in untagged.colour.guessed
+    assert Colour.of(1280, 720).matrix == "bt709" and Colour.of(720, 576).matrix == "smpte170m"
+    assert Colour.of(640, 480, "yuvj420p").range == "pc"
+    # meta.json written before colour tags existed still loads (untagged)
+    old = {k: v for k, v in untagged.__dict__.items() if not k.startswith("color_")}
+    fields = lambda c: (c.matrix, c.range, c.primaries, c.transfer)  # noqa: E731
+    assert fields(VideoMeta(**old).colour) == fields(untagged.colour)
+
+
+def test_untagged_hd_is_read_as_bt709(tmp_path):
+    """ffmpeg alone reads every untagged source as BT.601; we read untagged HD as BT.709, as
+    players show it. Our own conversion of the same planes agrees only with the matrix used."""
+    clip = lavfi(tmp_path / "hd.mkv", "1280x720", frames=1)
+    rgb = frames_of(clip).astype(int)
+    planes = torch.from_numpy(frames_of(clip, "yuv420p"))
+    for matrix, close in (("bt709", True), ("smpte170m", False)):
+        ours = yuv420_to_rgb(planes, 720, 1280, Colour(matrix=matrix))
+        ours = (ours * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy().astype(int)
+        error = np.abs(ours - rgb).max()
+        assert (error <= 3) == close, (matrix, error)
+
+
+@pytest.mark.parametrize("matrix,size", [("bt709", (128, 96)), ("smpte170m", (1280, 720))])
+def test_written_colour_round_trips_and_is_tagged(tmp_path, matrix, size):
+    """RGB → YUV in the encoder and YUV → RGB in the reader use the same matrix, whichever it is
+    and whatever the size would suggest, because the stream is tagged with it."""
+    w, h = size
+    still = (resize(photo("coffee"), (h, w), anti_aliasing=True) * 255).round().astype(np.uint8)
+    pixels = np.stack([still, still[:, ::-1]])
+    out = tmp_path / "out.mkv"
+    colour = Colour.of(w, h, matrix=matrix)
+    with FrameWriter(out, w, h, Fraction(25), EncodeSettings(crf=0), colour=colour) as writer:
+        writer.write(pixels)
+    meta = probe(out)
+    assert (meta.color_space, meta.color_range, meta.color_primaries) == (matrix, "tv", colour.primaries)
+    back = frames_of(out).astype(float)
+    bias = np.abs((back - pixels).mean(axis=(0, 1, 2)))  # 4:2:0 chroma loss averages out, a matrix slip does not
+    wrong = "bt601" if matrix == "bt709" else "bt709"
+    slipped = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(out), "-vf", f"scale=in_color_matrix={wrong}",
+                              "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    slip = np.abs((np.frombuffer(slipped, np.uint8).reshape(pixels.shape) - pixels.astype(float)).mean(axis=(0, 1, 2)))
+    # ffmpeg's fast yuv420p → rgb24 path reads about 1.2 levels dark (docs/performance.md, "Colour")
+    assert bias.max() < 2.0 and slip.max() > 3.5, (bias, slip)
+
+
+def test_deliverables_keep_the_source_colour(tmp_path):
+    """The muxed deliverable (re-encoded, as in benchmark mode) and the side-by-side clip are
+    tagged with the source's colour, and the side-by-side shows the source's colours."""
+    source = lavfi(tmp_path / "src.mkv", "64x48", "-colorspace", "bt709", "-color_range", "tv",
+                   "-color_primaries", "bt709", "-color_trc", "bt709")
+    meta = probe(source)
+    enhanced = tmp_path / "enh.mkv"
+    enhance_video(None, source, enhanced, 2, EncodeSettings(codec="ffv1"), device="cpu", meta=meta, progress=False)
+    final = tmp_path / "final.mkv"
+    mux(enhanced, source, final, EncodeSettings(), meta)
+    sbs = tmp_path / "sbs.mkv"
+    side_by_side(source, enhanced, sbs, colour=meta.colour)
+    for path in (final, sbs):
+        out = probe(path)
+        assert (out.color_space, out.color_range, out.color_primaries, out.color_transfer) == (
+            "bt709", "tv", "bt709", "bt709"), path
+    left = frames_of(sbs)[:, :, :128].astype(float)
+    reference = np.concatenate(list(FrameReader(source))).repeat(2, axis=1).repeat(2, axis=2).astype(float)
+    bias = (left - reference).mean(axis=(0, 1, 2))  # interpolation differences average out, a matrix slip does not
+    assert np.abs(bias).max() < 1.5, bias
+
+
+def test_torch_conversion_matches_ffmpeg():
+    """rgb_to_yuv420 against ffmpeg's own RGB → yuv420p on a photo, both matrices, both ranges."""
+    h, w = 96, 128
+    rgb = np.ascontiguousarray(photo("astronaut")[::4, ::4][:h, :w])
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    for matrix in ("bt709", "smpte170m"):
+        for rng in ("tv", "pc"):
+            ref = subprocess.run(
+                [ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "-",
+                 "-vf", f"scale=out_color_matrix={'bt601' if matrix == 'smpte170m' else matrix}:out_range={rng}"
+                 ":flags=accurate_rnd", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                input=rgb.tobytes(), capture_output=True, check=True).stdout
+            ref = np.frombuffer(ref, np.uint8).astype(int)
+            ours = rgb_to_yuv420(x, Colour(matrix=matrix, range=rng))[0].numpy().astype(int)
+            luma = slice(0, h * w)
+            assert np.abs(ours[luma] - ref[luma]).max() <= 1, (matrix, rng)
+            assert np.abs(ours - ref).mean() < 1.0, (matrix, rng)
+            # and back: YUV → RGB undoes it up to 4:2:0 chroma and rounding
+            back = yuv420_to_rgb(torch.from_numpy(ours.astype(np.uint8))[None], h, w, Colour(matrix=matrix, range=rng))
+            assert (back[0].permute(1, 2, 0) * 255 - torch.from_numpy(rgb)).abs().mean() < 4
+
+
+def test_yuv_passthrough_is_exact(tmp_path):
+    """4:2:0 bytes read and written as yuv420p reach a lossless encoder untouched: no conversion
+    on either side (the raw input is tagged with the output's colour)."""
+    source = lavfi(tmp_path / "src.mkv", "64x48", frames=5)
+    meta = probe(source)
+    out = tmp_path / "out.mkv"
+    with FrameWriter(out, 64, 48, meta.fps, EncodeSettings(crf=0), pix_fmt="yuv420p", colour=meta.colour) as writer:
+        for batch in FrameReader(source, meta, batch_size=2, pix_fmt="yuv420p"):
+            assert batch.shape[1:] == (64 * 48 * 3 // 2,)
+            writer.write(batch)
+    np.testing.assert_array_equal(frames_of(out, "yuv420p"), frames_of(source, "yuv420p"))
+
+
+def test_yuv_transport_matches_rgb24(tmp_path):
+    """The same video enhanced with frames carried as yuv420p (converted in torch) and as rgb24
+    (converted by ffmpeg) differs by the rounding of the two conversions only."""
+    source = lavfi(tmp_path / "src.mkv", "96x64", frames=6)
+    outs = {}
+    for transport in ("rgb24", "yuv420p"):
+        outs[transport] = tmp_path / f"{transport}.mkv"
+        stats = enhance_video(None, source, outs[transport], 2, EncodeSettings(crf=0), device="cpu", batch_size=4,
+                              progress=False, transport=transport)
+        assert stats["frames"] == 6 and stats["transport"] == f"{transport}→{transport}"
+    a, b = (frames_of(outs[t]).astype(int) for t in ("rgb24", "yuv420p"))
+    assert a.shape == b.shape == (6, 128, 192, 3)
+    assert np.abs(a - b).mean() < 2.0 and np.abs(a.mean() - b.mean()) < 1.0
+
+
+def test_choose_layout():
+    meta = VideoMeta(path="x", width=1280, height=720, fps_num=25, fps_den=1, frames=1, duration=1.0, codec="h264",
+                     pix_fmt="yuv420p")
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    x264, lossless = EncodeSettings(), EncodeSettings(codec="ffv1")
+
+    def pick(transport, dev=cuda, m=meta, s=x264):
+        layout = choose_layout(transport, dev, m, s)
+        return layout.read, layout.write
+
+    assert pick("auto") == ("yuv420p", "yuv420p")
+    assert pick("auto", cpu) == ("rgb24", "rgb24")  # swscale converts cheaper than torch on a CPU
+    assert pick("yuv420p", cpu) == ("yuv420p", "yuv420p")
+    assert pick("rgb24") == ("rgb24", "rgb24")
+    assert pick("auto", s=lossless) == ("yuv420p", "rgb24")  # FFV1 is RGB
+    assert pick("auto", s=EncodeSettings(pix_fmt="yuv444p")) == ("yuv420p", "rgb24")
+    ten_bit = VideoMeta(**{**meta.__dict__, "pix_fmt": "yuv420p10le"})
+    assert pick("auto", m=ten_bit) == ("rgb24", "yuv420p")
+    odd = VideoMeta(**{**meta.__dict__, "width": 1279})
+    assert pick("auto", m=odd) == ("rgb24", "rgb24")
+    with pytest.raises(ValueError, match="transport"):
+        choose_layout("nv12", cpu, meta, x264)
