@@ -93,8 +93,8 @@ def test_written_colour_round_trips_and_is_tagged(tmp_path, matrix, size):
 
 
 def test_deliverables_keep_the_source_colour(tmp_path):
-    """The muxed deliverable (re-encoded, as in benchmark mode) and the side-by-side clip are
-    tagged with the source's colour, and the side-by-side shows the source's colours."""
+    """The deliverable (re-encoded, as in benchmark mode, or copied, as in enhance mode) and the
+    side-by-side clip are tagged with the source's colour; the side-by-side shows its colours."""
     source = lavfi(tmp_path / "src.mkv", "64x48", "-colorspace", "bt709", "-color_range", "tv",
                    "-color_primaries", "bt709", "-color_trc", "bt709")
     meta = probe(source)
@@ -104,7 +104,10 @@ def test_deliverables_keep_the_source_colour(tmp_path):
     mux(enhanced, source, final, EncodeSettings(), meta)
     sbs = tmp_path / "sbs.mkv"
     side_by_side(source, enhanced, sbs, colour=meta.colour)
-    for path in (final, sbs):
+    enhanced_x264, copied = tmp_path / "enh264.mkv", tmp_path / "copied.mp4"  # enhance mode: the stream is copied
+    enhance_video(None, source, enhanced_x264, 2, EncodeSettings(), device="cpu", meta=meta, progress=False)
+    mux(enhanced_x264, source, copied, None, meta)
+    for path in (final, sbs, enhanced_x264, copied):
         out = probe(path)
         assert (out.color_space, out.color_range, out.color_primaries, out.color_transfer) == (
             "bt709", "tv", "bt709", "bt709"), path
