@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/videnhance bench io --size 1280x720 --seconds 5 --repeat 3 --csv results/bench.csv
 	$(BIN)/videnhance bench model --seconds 5 --csv results/bench.csv
 	$(BIN)/videnhance bench infer --size 320x180 --scale 2 --seconds 3 --csv results/bench.csv
+	$(BIN)/videnhance bench finetune --size 320x180 --seconds 2 --steps 20 --csv results/bench.csv
 	$(BIN)/videnhance bench memory --csv results/bench.csv
 
 lint: setup

@@ -104,3 +104,17 @@ def test_passthrough_is_frame_exact_with_the_lossless_codec(tmp_path):
     source = np.concatenate(list(FrameReader(clip, batch_size=5)))
     copied = np.concatenate(list(FrameReader(out, batch_size=3)))
     np.testing.assert_array_equal(copied, source)
+
+
+def test_bench_finetune_times_the_pipeline_step(tmp_path):
+    """`bench finetune` runs extract → degrade → fine_tune on a generated clip and reports the
+    fine-tune's wall time and the training's iterations/s (as the row's frames = steps)."""
+    config = {"model": {"channels": 8, "blocks": 1}, "extract": {"frames": 6},
+              "fine_tune": {"steps": 4, "steps_per_epoch": 2, "batch_size": 2, "patch": 16, "rounds": 1}}
+    printed = io.StringIO()
+    (row,) = bench.bench_finetune((64, 48), 0.5, device="cpu", config=config, isolate=False, out=printed)
+    assert (row.benchmark, row.measure, row.size, row.scale, row.device) == ("finetune", "fine_tune_near_scale",
+                                                                             "64x48", 2, "cpu")
+    assert row.frames == 4 and row.seconds > 0 and "srresnet 8x1" in row.note
+    text = printed.getvalue()
+    assert float(text.split("it_per_s: ")[1].split()[0]) > 0 and "fine_tune_seconds: " in text

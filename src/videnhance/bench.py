@@ -1,9 +1,10 @@
-"""`videnhance bench io|model|infer|memory`: how fast this machine decodes, runs the model,
+"""`videnhance bench io|model|infer|finetune|memory`: how fast this machine decodes, runs the model,
 encodes and enhances whole videos, measured against ffmpeg doing the same work on its own.
 
   io      ffmpeg alone (decode to null, file→file transcode with our encoder settings) next to our
           decode into numpy batches, our encode from numpy, and our passthrough (decode → identity
-          → encode). Ends with `passthrough_ratio: R` (our passthrough ÷ ffmpeg transcode, frames/s).
+          → encode), also through the inference path with each transport (rgb24, yuv420p) on
+          --device. Ends with `passthrough_ratio: R` (our passthrough ÷ ffmpeg transcode, frames/s).
   model   model-only frames/s of the default network (SRResNet 64 channels × 16 blocks, random
           weights), input in channels_last as `run_model` gives it: fp32 on CPU (with the
           allocator tuning enhance_video uses); bf16 autocast + channels_last weights on CUDA. Time-bounded: runs until
@@ -11,6 +12,8 @@ encodes and enhances whole videos, measured against ffmpeg doing the same work o
   infer   end-to-end `enhance_video` frames/s next to each stage alone (model, our decoder at the
           input size, our encoder at the output size); ends with `infer_ratio: R` (end-to-end ÷
           the slowest stage).
+  finetune  a video's fine-tuning as the pipeline runs it (extract → degrade → fine_tune, the
+          config's budget): seconds and iterations/s; ends with `it_per_s: R`.
   memory  `enhance_video` on clips of N and 10·N seconds, each in a fresh process; ends with
           `memory_ratio: R` (peak RSS of the long run ÷ the short one; the target is < 1.2).
 
@@ -405,8 +408,39 @@ def _work_infer(spec: dict) -> dict:
     return out
 
 
+def _work_finetune(spec: dict) -> dict:
+    """The pipeline's own extract → degrade → fine_tune on one clip with the config in `spec`,
+    from a freshly initialised base (an untrained SRResNet is exactly bicubic, and costs the same
+    to fine-tune as a pretrained one). Only `fine_tune` is timed: it is a video's GPU step."""
+    torch = _set_threads(spec)
+
+    from .infer import pick_device
+    from .models import build_model, save_model
+    from .pipeline import degrade, extract
+    from .train import fine_tune, model_kwargs
+
+    cfg, work = spec["config"], Path(spec["workdir"])
+    scale, dev = cfg["scale"], pick_device(spec["device"])
+    extract(spec["input"], work / "frames.npz", cfg["extract"]["frames"], cfg["extract"]["val_fraction"])
+    degrade(work / "frames.npz", work / "pairs.npz", scale, cfg["degrade"])
+    kwargs = model_kwargs(cfg["model"])
+    torch.manual_seed(0)
+    save_model(build_model(cfg["model"]["arch"], scale, **kwargs), work / "base.pt", cfg["model"]["arch"], scale, kwargs)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    _timing_starts()
+    start = time.perf_counter()
+    verdict = fine_tune(work / "pairs.npz", work / "base.pt", work / "model.pt", work / "history.csv",
+                        work / "verdict.json", cfg["fine_tune"], str(dev), degrade_cfg=cfg["degrade"])
+    out = {"frames": verdict["steps"], "seconds": time.perf_counter() - start, "train_seconds": verdict["seconds"],
+           "it_per_s": verdict["it_per_s"], "kept": verdict["kept"], "threads": torch.get_num_threads()}
+    if dev.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / (1 << 20)
+    return out
+
+
 WORK = {"decode": _work_decode, "encode": _work_encode, "passthrough": _work_passthrough, "pipe": _work_pipe,
-        "model": _work_model, "infer": _work_infer}
+        "model": _work_model, "infer": _work_infer, "finetune": _work_finetune}
 
 
 _WATCHER: PeakWatcher | None = None
@@ -654,6 +688,37 @@ def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: flo
     return rows
 
 
+def bench_finetune(size: tuple[int, int] = (1280, 720), seconds: float = 4, input: str | Path | None = None,
+                   device: str = "auto", config: dict | None = None, steps: int | None = None, scale: int | None = None,
+                   threads: int | None = None, isolate: bool = True, out=None) -> list[Row]:
+    """A video's fine-tuning as the pipeline runs it (`config`: the schema defaults unless given),
+    timed from the pairs to the kept model. Prints `fine_tune_seconds: S` and `it_per_s: R`.
+    The row's `frames` are training steps, so its `fps` is iterations/s."""
+    from .config import validate_config
+
+    out = out or sys.stdout
+    cfg = validate_config(config or {})
+    if steps is not None:
+        cfg["fine_tune"]["steps"] = steps
+    if scale is not None:
+        cfg["scale"] = scale
+    dev = _resolve_device(device)
+    with _source_clip(input, size, seconds) as (tmp, src, meta):
+        spec = {"kind": "finetune", "input": str(src), "workdir": str(tmp), "config": cfg, "device": dev,
+                "threads": threads}
+        result = measure(spec, isolate)
+        row = _row_from(result, "finetune", f"fine_tune_{cfg['fine_tune']['pairs']}", size_text(meta.width, meta.height),
+                        cfg["scale"], dev)
+        row.note += (f"; {cfg['model']['arch']} {cfg['model']['channels']}x{cfg['model']['blocks']}, batch "
+                     f"{cfg['fine_tune']['batch_size']}, patch {cfg['fine_tune']['patch']}, {cfg['extract']['frames']} "
+                     f"frames; kept {result['kept']}; training alone {result['train_seconds']:.1f} s")
+    print_table([row], out, title=f"finetune: {size_text(meta.width, meta.height)} ×{cfg['scale']}, "
+                                  f"{cfg['fine_tune']['steps']} steps in {cfg['fine_tune']['rounds']} round(s)")
+    print(f"fine_tune_seconds: {row.seconds:.1f}", file=out)
+    print(f"it_per_s: {result['it_per_s']:.2f}", file=out)
+    return [row]
+
+
 def bench_memory(size: tuple[int, int] = (320, 180), seconds: float = 2, scale: int = 2, device: str = "auto",
                  batch_size: int | None = None, model: str | None = None, settings: EncodeSettings | None = None,
                  threads: int | None = None, out=None) -> list[Row]:
@@ -766,6 +831,15 @@ def _add_commands(sub) -> None:
     torch_opts(p, "2")
     p.set_defaults(bench=_cmd_infer)
 
+    p = sub.add_parser("finetune", help="a video's fine-tune as the pipeline runs it: seconds and iterations/s")
+    common(p, "clip size (default 1280x720)", "clip length (default 4)")
+    p.add_argument("--scale", type=int, choices=(1, 2, 3, 4, 8), help="upscaling factor (default: the config's)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    p.add_argument("--config", help="a pipeline config file (default: the built-in defaults, steps 300)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps instead of the config's")
+    p.set_defaults(bench=_cmd_finetune)
+
     p = sub.add_parser("memory", help="peak RSS of enhance_video on N and 10·N seconds (target ratio < 1.2)")
     common(p, "input size (default 320x180)", "N, the short clip's length (default 2)")
     torch_opts(p, "2")
@@ -796,6 +870,14 @@ def _cmd_infer(args) -> list[Row]:
                        args.batch_size, args.model or "default", threads=args.threads)
 
 
+def _cmd_finetune(args) -> list[Row]:
+    from .config import load_config_file
+
+    config = load_config_file(args.config) if args.config else None
+    return bench_finetune(args.size or (1280, 720), _given(args.seconds, 4), args.input, args.device, config,
+                          args.steps, args.scale, args.threads)
+
+
 def _cmd_memory(args) -> list[Row]:
     return bench_memory(args.size or (320, 180), _given(args.seconds, 2), args.scale or 2, args.device, args.batch_size,
                         args.model, threads=args.threads)
@@ -813,8 +895,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add `bench` (with io/model/infer/memory under it) to the CLI's subparsers."""
-    p = subparsers.add_parser("bench", help="measure decode/encode, the model and whole-video inference",
+    """Add `bench` (with io/model/infer/finetune/memory under it) to the CLI's subparsers."""
+    p = subparsers.add_parser("bench", help="measure decode/encode, the model, fine-tuning and whole-video inference",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_commands(p.add_subparsers(dest="bench_command", required=True))
     p.set_defaults(func=run_bench)

@@ -44,9 +44,11 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
     wide["d_fine_tuned_vs_milestone_db"] = wide.fine_tuned_psnr_y - wide.milestone_psnr_y
     wide["kept"] = wide.video.map(lambda v: verdicts.get(v, {}).get("kept", ""))
     wide["fine_tune_seconds"] = wide.video.map(lambda v: verdicts.get(v, {}).get("seconds", float("nan")))
+    wide["fine_tune_it_per_s"] = wide.video.map(lambda v: verdicts.get(v, {}).get("it_per_s", float("nan")))
+    wide["fine_tune_device"] = wide.video.map(lambda v: verdicts.get(v, {}).get("device", ""))
     order = ["video", "protocol", "scale", "frames"] + [f"{m}_{k}" for k in ("psnr_y", "ssim_y", "psnr_rgb") for m in METHODS]
     order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db", "kept",
-              "fine_tune_seconds"]
+              "fine_tune_seconds", "fine_tune_it_per_s", "fine_tune_device"]
     wide = wide[order]
     numeric = wide.select_dtypes("number").columns
     for protocol, group in wide.groupby("protocol", sort=False):

@@ -515,7 +515,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         **verdict_fields,
         "val_frames": int(len(lr_val)), "train_frames": int(len(train_frames)), "train_pairs": int(len(lr_train)),
         "val_psnr_y": {"bicubic": bicubic_psnr, "milestone": base_psnr, "fine_tuned": tuned_psnr},
-        "lr": cfg["lr"], "pairs": kind, **stats,
+        "lr": cfg["lr"], "pairs": kind, "device": str(dev), **stats,
     }
     provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}
     save_model(model if keep_tuned else base, out_model, header["arch"], scale, header["kwargs"], provenance)
