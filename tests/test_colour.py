@@ -189,3 +189,54 @@ def test_choose_layout():
     assert pick("auto", m=odd) == ("rgb24", "rgb24")
     with pytest.raises(ValueError, match="transport"):
         choose_layout("nv12", cpu, meta, x264)
+
+
+def test_pal_and_jpeg_sources_keep_their_gamma_tags(tmp_path):
+    """A full-range MJPEG clip (matrix bt470bg, so a guessed gamma 2.8 transfer) goes through the
+    deliverables: each step accepts the transfer's name and tags the output with it."""
+    source = tmp_path / "mjpeg.avi"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v",
+                    "3", "-pix_fmt", "yuvj420p", "-colorspace", "bt470bg", "-color_range", "pc", "-c:v", "mjpeg",
+                    str(source)], check=True)
+    meta = probe(source)
+    assert (meta.colour.matrix, meta.colour.range, meta.colour.transfer) == ("bt470bg", "pc", "bt470bg")
+    enhanced = tmp_path / "enh.mkv"
+    stats = enhance_video(None, source, enhanced, 2, EncodeSettings(), device="cpu", meta=meta, progress=False,
+                          transport="yuv420p")
+    assert stats["transport"] == "yuv420p→yuv420p"
+    final, sbs = tmp_path / "final.mkv", tmp_path / "sbs.mkv"
+    mux(enhanced, source, final, EncodeSettings(), meta)
+    side_by_side(source, enhanced, sbs, colour=meta.colour)
+    for path in (enhanced, final, sbs):
+        out = probe(path)
+        assert (out.color_space, out.color_range, out.color_transfer) == ("bt470bg", "pc", "bt470bg"), path
+
+
+def test_untagged_rotated_clip_is_guessed_from_its_coded_size(tmp_path):
+    plain = lavfi(tmp_path / "plain.mp4", "640x360")
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-display_rotation", "90", "-i", str(plain), "-c", "copy",
+                    str(rotated)], check=True)
+    meta = probe(rotated)
+    assert (meta.width, meta.height) == (360, 640)  # display size
+    assert meta.colour.matrix == "smpte170m"  # as players guess from the 640x360 the stream holds
+    assert Colour.of(360, 640).matrix == "bt709"  # what the display size alone would have given
+
+
+def test_choose_layout_for_full_range_and_constant_luminance():
+    base = dict(path="x", width=640, height=480, fps_num=25, fps_den=1, frames=1, duration=1.0, codec="h264")
+    cuda = torch.device("cuda")
+    jpeg = choose_layout("auto", cuda, VideoMeta(**base, pix_fmt="yuvj420p"), EncodeSettings())
+    assert (jpeg.read, jpeg.write, jpeg.colour.range) == ("yuv420p", "yuv420p", "pc")
+    cl = choose_layout("auto", cuda, VideoMeta(**base, pix_fmt="yuv420p", color_space="bt2020c"), EncodeSettings())
+    assert (cl.read, cl.write) == ("rgb24", "rgb24")  # not a linear matrix: ffmpeg converts
+    assert Colour(matrix="bt2020c").encode_args()[:2] == ["-colorspace", "bt2020nc"]
+
+
+def test_constant_luminance_bt2020_is_written_as_bt2020nc(tmp_path):
+    """swscale cannot convert to bt2020c: the output is converted and tagged as bt2020nc."""
+    out = tmp_path / "cl.mkv"
+    with FrameWriter(out, 64, 48, Fraction(25), EncodeSettings(), colour=Colour.of(64, 48, matrix="bt2020c")) as w:
+        w.write(np.zeros((2, 48, 64, 3), np.uint8))
+    meta = probe(out)
+    assert (meta.frames, meta.color_space, meta.color_primaries) == (2, "bt2020nc", "bt2020")

@@ -11,11 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 for d in /.whl/ /.ffbin/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
-mkdir -p .whl .ffbin
+rm -rf .whl && mkdir -p .whl .ffbin  # one version of each package: two would stop the install there
 PKGS="fastai fastcore fasttransform fastprogress fastdownload plum-dispatch beartype av jsonschema
       jsonschema-specifications referencing rpds-py"
 for p in $PKGS; do
-  v=$($PY -m pip show "$p" 2>/dev/null | awk '/^Version:/{print $2}')
+  v=$($PY -m pip show "$p" 2>/dev/null | awk '/^Version:/{print $2}' || true)
   [ -n "$v" ] || { echo "$p is not installed in .venv (run make setup)" >&2; exit 1; }
   $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -433,7 +433,8 @@ def _work_finetune(spec: dict) -> dict:
     verdict = fine_tune(work / "pairs.npz", work / "base.pt", work / "model.pt", work / "history.csv",
                         work / "verdict.json", cfg["fine_tune"], str(dev), degrade_cfg=cfg["degrade"])
     out = {"frames": verdict["steps"], "seconds": time.perf_counter() - start, "train_seconds": verdict["seconds"],
-           "it_per_s": verdict["it_per_s"], "kept": verdict["kept"], "threads": torch.get_num_threads()}
+           "it_per_s": verdict.get("it_per_s", 0.0), "kept": verdict["kept"], "reason": verdict["reason"],
+           "threads": torch.get_num_threads()}
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / (1 << 20)
     return out
@@ -714,6 +715,8 @@ def bench_finetune(size: tuple[int, int] = (1280, 720), seconds: float = 4, inpu
                      f"frames; kept {result['kept']}; training alone {result['train_seconds']:.1f} s")
     print_table([row], out, title=f"finetune: {size_text(meta.width, meta.height)} ×{cfg['scale']}, "
                                   f"{cfg['fine_tune']['steps']} steps in {cfg['fine_tune']['rounds']} round(s)")
+    if not result["frames"]:
+        print(f"warning: no training step ran ({result['reason']}); raise extract.frames or val_fraction", file=out)
     print(f"fine_tune_seconds: {row.seconds:.1f}", file=out)
     print(f"it_per_s: {result['it_per_s']:.2f}", file=out)
     return [row]

@@ -4,15 +4,15 @@ on the model's device for the yuv420p transport.
 The model works in RGB; videos are YUV. Both ways, the conversion follows the source:
 - a tagged source is read with its own matrix and range (ffmpeg does this by itself), and the
   output is tagged and converted with the same ones;
-- an untagged source is read the way players show it: BT.709 from 1280 wide or 577 high up,
-  BT.601 (smpte170m) below, limited range unless the pixel format is a full-range `yuvj` one.
+- an untagged source is read the way players show it: BT.709 from 1280 wide or 577 high up
+  (as coded, before rotation), BT.601 (smpte170m) below, limited range unless the pixel format is a full-range `yuvj` one.
   ffmpeg alone would read every untagged source as BT.601, which shifts the colours of HD video
   and leaves an untagged ×4 output that players then show as BT.709.
 
 `yuv420_to_rgb` and `rgb_to_yuv420` move frames as 8-bit 4:2:0 between ffmpeg and the model's
 device (half the bytes of rgb24, and no conversion in either ffmpeg process). Chroma is
 repeated 2×2 on the way in, as swscale's default yuv420p → rgb24 path does, and averaged over
-2×2 on the way out; both round to the nearest code value.
+2×2 on the way out, where the code values are rounded to nearest.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # torch is imported where frames are converted: reading confi
 # libavutil's enum values (what PyAV reports) → ffmpeg's option names
 MATRICES = {1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc", 10: "bt2020c"}
 PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020"}
-TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+# (gamma 2.2 and 2.8 by the names that both -color_trc and the setparams filter accept)
+TRANSFERS = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "linear",
              13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"}
 RANGES = {1: "tv", 2: "pc"}
 
@@ -76,7 +77,7 @@ class Colour:
             primaries = family
             guessed.append("primaries")
         if not transfer:
-            transfer = {"bt2020": "bt709", "bt470bg": "gamma28"}.get(family, family)
+            transfer = {"bt2020": "bt709"}.get(family, family)
             guessed.append("transfer")
         return cls(matrix, range, primaries, transfer, tuple(guessed))
 
@@ -98,8 +99,10 @@ class Colour:
 
     def encode_args(self) -> list[str]:
         """Output options: the RGB → YUV conversion uses this matrix and range, and the stream is
-        tagged with them (primaries and transfer come from `tag_filter` or the raw input's options)."""
-        return ["-colorspace", self.matrix, "-color_range", self.range]
+        tagged with them (primaries and transfer come from `tag_filter` or the raw input's options).
+        swscale has no constant-luminance BT.2020 (bt2020c): such sources are written as bt2020nc."""
+        matrix = "bt2020nc" if self.matrix == "bt2020c" else self.matrix
+        return ["-colorspace", matrix, "-color_range", self.range]
 
     def yuv_input_args(self) -> list[str]:
         """Input options for raw YUV frames that already are in this colour (no conversion)."""

@@ -81,7 +81,8 @@ class VideoMeta:
         """The matrix, range, primaries and transfer frames are read and written with. An RGB
         stream's matrix and range tags say nothing about YUV, so they are guessed like untagged ones."""
         yuv = is_yuv(self.pix_fmt)
-        return Colour.of(self.width, self.height, self.pix_fmt, self.color_space if yuv else "",
+        coded = (self.height, self.width) if self.rotation % 180 else (self.width, self.height)  # players guess from it
+        return Colour.of(*coded, self.pix_fmt, self.color_space if yuv else "",
                          self.color_range if yuv else "", self.color_primaries, self.color_transfer)
 
     @property
@@ -381,8 +382,8 @@ class EncodeSettings:
             args += ["-crf", str(self.crf), "-preset", self.preset]
         elif self.codec == "libsvtav1":
             args += ["-crf", str(self.crf), "-preset", "8"]
-        elif self.codec.endswith("_nvenc"):  # constant quality, like crf; NVENC presets are p1 (fast) … p7
-            args += ["-rc", "vbr", "-cq", str(min(self.crf, 51)), "-b:v", "0"]
+        elif self.codec.endswith("_nvenc"):  # constant quality, like crf (cq 0 would mean "automatic")
+            args += ["-rc", "vbr", "-cq", str(min(max(self.crf, 1), 51)), "-b:v", "0"]
             if self.preset in NVENC_PRESETS:
                 args += ["-preset", self.preset]
         if not self.bframes:
