@@ -184,7 +184,9 @@ def test_choose_layout():
     assert pick("auto", s=lossless) == ("yuv420p", "rgb24")  # FFV1 is RGB
     assert pick("auto", s=EncodeSettings(pix_fmt="yuv444p")) == ("yuv420p", "rgb24")
     ten_bit = VideoMeta(**{**meta.__dict__, "pix_fmt": "yuv420p10le"})
-    assert pick("auto", m=ten_bit) == ("rgb24", "yuv420p")
+    assert pick("auto", m=ten_bit) == ("yuv420p10le", "yuv420p")
+    assert pick("auto", m=ten_bit, s=EncodeSettings(pix_fmt="yuv420p10le")) == ("yuv420p10le", "yuv420p10le")
+    assert pick("auto", m=VideoMeta(**{**meta.__dict__, "pix_fmt": "yuv422p10le"})) == ("rgb24", "yuv420p")
     odd = VideoMeta(**{**meta.__dict__, "width": 1279})
     assert pick("auto", m=odd) == ("rgb24", "rgb24")
     with pytest.raises(ValueError, match="transport"):
@@ -240,3 +242,48 @@ def test_constant_luminance_bt2020_is_written_as_bt2020nc(tmp_path):
         w.write(np.zeros((2, 48, 64, 3), np.uint8))
     meta = probe(out)
     assert (meta.frames, meta.color_space, meta.color_primaries) == (2, "bt2020nc", "bt2020")
+
+
+def ten_bit_clip(path: Path, w: int = 64, h: int = 48, frames: int = 4) -> tuple[Path, np.ndarray]:
+    """A lossless 10-bit 4:2:0 clip of smooth ramps whose code values are not multiples of 4 (so
+    an 8-bit step anywhere shows), and its planes."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    planes = []
+    for k in range(frames):
+        luma = 200 + 9 * xx + 2 * yy + k  # within 64..940 (10-bit limited range), and in the RGB gamut
+        cy, cx = np.mgrid[0 : h // 2, 0 : w // 2]
+        u, v = 512 + cx - cy, 512 - cx + cy
+        planes.append(np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).astype("<i2"))
+    planes = np.stack(planes)
+    ten = EncodeSettings(crf=0, pix_fmt="yuv420p10le")
+    with FrameWriter(path, w, h, Fraction(25), ten, pix_fmt="yuv420p10le", colour=Colour.of(w, h)) as writer:
+        writer.write(planes)
+    return path, planes
+
+
+def test_ten_bit_planes_pass_through_exactly(tmp_path):
+    source, planes = ten_bit_clip(tmp_path / "ten.mkv")
+    meta = probe(source)
+    assert meta.pix_fmt == "yuv420p10le" and meta.colour.matrix == "smpte170m"
+    read = frames_of(source, "yuv420p10le")
+    assert read.dtype == np.int16 and read.shape == planes.shape
+    np.testing.assert_array_equal(read, planes)
+
+
+def test_ten_bits_survive_the_yuv_transport(tmp_path):
+    """A 10-bit source through an identity model into a 10-bit output keeps its luma to within a
+    code (only float rounding) with the yuv420p transport; the rgb24 transport steps it to 8 bits."""
+    source, planes = ten_bit_clip(tmp_path / "ten.mkv")
+    area = 64 * 48
+    ten = EncodeSettings(crf=0, pix_fmt="yuv420p10le")
+    errors = {}
+    for transport in ("yuv420p", "rgb24"):
+        out = tmp_path / f"{transport}.mkv"
+        stats = enhance_video(None, source, out, 1, ten, device="cpu", batch_size=3, progress=False,
+                              transport=transport)
+        luma = frames_of(out, "yuv420p10le")[:, :area].astype(int)
+        errors[transport] = np.abs(luma - planes[:, :area])
+        if transport == "yuv420p":
+            assert stats["transport"] == "yuv420p10le→yuv420p10le"
+    assert errors["yuv420p"].max() <= 1 and errors["yuv420p"].mean() < 0.1
+    assert errors["rgb24"].mean() > 0.5  # 8-bit RGB in between: quantisation (and swscale's offset)

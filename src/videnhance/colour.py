@@ -9,8 +9,10 @@ The model works in RGB; videos are YUV. Both ways, the conversion follows the so
   ffmpeg alone would read every untagged source as BT.601, which shifts the colours of HD video
   and leaves an untagged ×4 output that players then show as BT.709.
 
-`yuv420_to_rgb` and `rgb_to_yuv420` move frames as 8-bit 4:2:0 between ffmpeg and the model's
-device (half the bytes of rgb24, and no conversion in either ffmpeg process). Chroma is
+`yuv420_to_rgb` and `rgb_to_yuv420` move frames as planar 4:2:0 between ffmpeg and the model's
+device: 8-bit (`yuv420p`, half the bytes of rgb24) or 10-bit (`yuv420p10le`, which keeps a
+10-bit source's precision all the way to a 10-bit output), with no conversion in either ffmpeg
+process. Chroma is
 repeated 2×2 on the way in, as swscale's default yuv420p → rgb24 path does, and averaged over
 2×2 on the way out, where the code values are rounded to nearest.
 """
@@ -110,27 +112,36 @@ class Colour:
                 "-color_primaries", self.primaries, "-color_trc", self.transfer]
 
 
-def _levels(colour: Colour) -> tuple[float, float, float]:
-    """(luma offset, luma span, chroma span) in 8-bit code values."""
-    return (16.0, 219.0, 224.0) if colour.range == "tv" else (0.0, 255.0, 255.0)
+PLANAR = {"yuv420p": 8, "yuv420p10le": 10}  # the planar 4:2:0 formats of the transport, and their bits
+
+
+def _levels(colour: Colour, bits: int = 8) -> tuple[float, float, float, float]:
+    """(luma offset, luma span, chroma centre, chroma span) in `bits`-bit code values (BT.2100's
+    limited and full range quantisation)."""
+    if colour.range == "tv":
+        f = float(1 << (bits - 8))
+        return 16.0 * f, 219.0 * f, 128.0 * f, 224.0 * f
+    top = float((1 << bits) - 1)
+    return 0.0, top, float(1 << (bits - 1)), top
 
 
 def yuv420_frame_bytes(height: int, width: int) -> int:
+    """Samples of one 4:2:0 frame (bytes at 8 bits; twice that at 10)."""
     return height * width * 3 // 2
 
 
-def yuv420_to_rgb(buf: torch.Tensor, height: int, width: int, colour: Colour) -> torch.Tensor:
-    """uint8 (n, h·w·3/2) planar 4:2:0 frames → float RGB (n, 3, h, w) in [0, 1], channels_last,
-    on `buf`'s device."""
+def yuv420_to_rgb(buf: torch.Tensor, height: int, width: int, colour: Colour, bits: int = 8) -> torch.Tensor:
+    """(n, h·w·3/2) planar 4:2:0 frames, uint8 at 8 bits or int16 at 10 (Y plane, then U, then V)
+    → float RGB (n, 3, h, w) in [0, 1], channels_last, on `buf`'s device."""
     import torch
 
     if height % 2 or width % 2:
         raise ValueError(f"4:2:0 needs even sizes, got {width}x{height}")
     n, area = buf.shape[0], height * width
     kr, kb = KR_KB[colour.matrix]
-    y_off, y_span, c_span = _levels(colour)
+    y_off, y_span, c_mid, c_span = _levels(colour, bits)
     y = buf[:, :area].view(n, height, width).float().sub_(y_off).div_(y_span)
-    chroma = buf[:, area:].view(n, 2, height // 2, width // 2).float().sub_(128.0).div_(c_span)
+    chroma = buf[:, area:].view(n, 2, height // 2, width // 2).float().sub_(c_mid).div_(c_span)
     chroma = chroma.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # as swscale does
     u, v = chroma[:, 0], chroma[:, 1]
     kg = 1.0 - kr - kb
@@ -141,9 +152,9 @@ def yuv420_to_rgb(buf: torch.Tensor, height: int, width: int, colour: Colour) ->
     return rgb.clamp_(0, 1).permute(0, 3, 1, 2)
 
 
-def rgb_to_yuv420(rgb: torch.Tensor, colour: Colour) -> torch.Tensor:
-    """float RGB (n, 3, h, w) in [0, 1] → uint8 (n, h·w·3/2) planar 4:2:0 frames, on the same
-    device. Chroma is the 2×2 mean."""
+def rgb_to_yuv420(rgb: torch.Tensor, colour: Colour, bits: int = 8) -> torch.Tensor:
+    """float RGB (n, 3, h, w) in [0, 1] → (n, h·w·3/2) planar 4:2:0 frames, uint8 at 8 bits or
+    int16 at 10, on the same device. Chroma is the 2×2 mean."""
     import torch
     import torch.nn.functional as F
 
@@ -152,18 +163,19 @@ def rgb_to_yuv420(rgb: torch.Tensor, colour: Colour) -> torch.Tensor:
         raise ValueError(f"4:2:0 needs even sizes, got {width}x{height}")
     kr, kb = KR_KB[colour.matrix]
     kg = 1.0 - kr - kb
-    y_off, y_span, c_span = _levels(colour)
+    y_off, y_span, c_mid, c_span = _levels(colour, bits)
     rgb = rgb.clamp(0, 1)
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     luma = (r * kr + g * kg + b * kb).mul_(y_span).add_(y_off)
     small = F.avg_pool2d(rgb, 2)  # chroma is linear in RGB: averaging first is the same, 4× less work
     sr, sg, sb = small[:, 0], small[:, 1], small[:, 2]
     small_y = sr * kr + sg * kg + sb * kb
-    u = (sb - small_y).mul_(c_span / (2 * (1 - kb))).add_(128.0)
-    v = (sr - small_y).mul_(c_span / (2 * (1 - kr))).add_(128.0)
-    out = torch.empty((n, height * width * 3 // 2), dtype=torch.uint8, device=rgb.device)
+    u = (sb - small_y).mul_(c_span / (2 * (1 - kb))).add_(c_mid)
+    v = (sr - small_y).mul_(c_span / (2 * (1 - kr))).add_(c_mid)
+    top = (1 << bits) - 1
+    out = torch.empty((n, height * width * 3 // 2), dtype=torch.uint8 if bits == 8 else torch.int16, device=rgb.device)
     area, quarter = height * width, height * width // 4
-    out[:, :area] = luma.round_().clamp_(0, 255).reshape(n, area)
-    out[:, area : area + quarter] = u.round_().clamp_(0, 255).reshape(n, quarter)
-    out[:, area + quarter :] = v.round_().clamp_(0, 255).reshape(n, quarter)
+    out[:, :area] = luma.round_().clamp_(0, top).reshape(n, area)
+    out[:, area : area + quarter] = u.round_().clamp_(0, top).reshape(n, quarter)
+    out[:, area + quarter :] = v.round_().clamp_(0, top).reshape(n, quarter)
     return out

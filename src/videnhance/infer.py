@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .colour import Colour, rgb_to_yuv420, yuv420_frame_bytes, yuv420_to_rgb
+from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_frame_bytes, yuv420_to_rgb
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, probe
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,9 @@ def _to_uint8(y: torch.Tensor) -> torch.Tensor:
 
 
 def _upload(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 frames as a tensor on `device`. On CUDA they go through pinned memory, asynchronously,
-    and are converted to float on the GPU: a quarter of the bytes a float copy would move."""
+    """Integer frames as a tensor on `device`. On CUDA they go through pinned memory,
+    asynchronously, and are converted to float on the GPU: a quarter (uint8) or half (int16) of
+    the bytes a float copy would move."""
     x = torch.from_numpy(np.ascontiguousarray(frames))
     if device.type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)
@@ -182,9 +183,10 @@ def _to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Layout:
-    """The frames' byte layout on each side of the model: what the reader delivers (`read`) and
-    the writer takes (`write`), each "rgb24" (n, H, W, 3) or "yuv420p" (n, H·W·3/2) in `colour`.
-    With yuv420p, the YUV ↔ RGB conversion runs on the model's device (`colour.py`)."""
+    """The frames' layout on each side of the model: what the reader delivers (`read`) and the
+    writer takes (`write`), each "rgb24" (n, H, W, 3) or planar 4:2:0 (n, H·W·3/2), "yuv420p" or
+    "yuv420p10le", in `colour`. With 4:2:0 the YUV ↔ RGB conversion runs on the model's device
+    (`colour.py`)."""
 
     height: int
     width: int
@@ -193,15 +195,17 @@ class Layout:
     colour: Colour = field(default_factory=Colour)
 
     def to_model(self, frames: np.ndarray, device: torch.device) -> torch.Tensor:
-        if self.read == "yuv420p":
-            return yuv420_to_rgb(_upload(frames, device), self.height, self.width, self.colour)
+        if self.read in PLANAR:
+            return yuv420_to_rgb(_upload(frames, device), self.height, self.width, self.colour, PLANAR[self.read])
         return _to_device(frames, device)
 
     def from_model(self, y: torch.Tensor) -> torch.Tensor:
-        return rgb_to_yuv420(y, self.colour) if self.write == "yuv420p" else _to_uint8(y)
+        return rgb_to_yuv420(y, self.colour, PLANAR[self.write]) if self.write in PLANAR else _to_uint8(y)
 
-    def out_shape(self, size: tuple[int, int]) -> tuple[int, ...]:
-        return (*size, 3) if self.write == "rgb24" else (yuv420_frame_bytes(*size),)
+    def out_empty(self, size: tuple[int, int]) -> torch.Tensor:
+        if self.write == "rgb24":
+            return torch.empty((0, *size, 3), dtype=torch.uint8)
+        return torch.empty((0, yuv420_frame_bytes(*size)), dtype=torch.uint8 if self.write == "yuv420p" else torch.int16)
 
 
 TRANSPORTS = ("auto", "rgb24", "yuv420p")
@@ -210,9 +214,11 @@ TRANSPORTS = ("auto", "rgb24", "yuv420p")
 def choose_layout(transport: str, device: torch.device, meta: VideoMeta, settings: EncodeSettings) -> Layout:
     """`infer.transport`: how frames travel between the ffmpeg processes and the model.
 
-    "yuv420p" carries 8-bit 4:2:0 through both pipes and converts on the model's device: half the
-    bytes of rgb24 and no colour conversion in the decoder or the encoder. A side that cannot
-    (source not 8-bit 4:2:0, odd sizes, lossless RGB or non-4:2:0 output, a non-linear matrix)
+    "yuv420p" carries 4:2:0 planes through both pipes and converts on the model's device: no
+    colour conversion in the decoder or the encoder, and half the bytes of rgb24 at 8 bits. Each
+    side keeps its own bit depth: a 10-bit 4:2:0 source is read as yuv420p10le and a
+    `encode.pix_fmt: yuv420p10le` output written as such, so 10 bits survive end to end. A side
+    that cannot (not 4:2:0 at 8 or 10 bits, odd sizes, lossless RGB output, a non-linear matrix)
     stays rgb24. "auto" uses yuv420p on CUDA only: on a CPU, ffmpeg's SIMD conversion costs less
     than torch's (docs/performance.md)."""
     if transport not in TRANSPORTS:
@@ -222,8 +228,9 @@ def choose_layout(transport: str, device: torch.device, meta: VideoMeta, setting
     if transport == "rgb24" or (transport == "auto" and device.type != "cuda") or not colour.linear:
         return base
     even = meta.width % 2 == 0 and meta.height % 2 == 0  # so the output (×scale) is even too
-    read = "yuv420p" if even and meta.pix_fmt in ("yuv420p", "yuvj420p") else "rgb24"
-    write = "yuv420p" if even and settings.codec != "ffv1" and settings.pix_fmt == "yuv420p" else "rgb24"
+    source = "yuv420p" if meta.pix_fmt == "yuvj420p" else meta.pix_fmt
+    read = source if even and source in PLANAR else "rgb24"
+    write = settings.pix_fmt if even and settings.codec != "ffv1" and settings.pix_fmt in PLANAR else "rgb24"
     return Layout(meta.height, meta.width, read, write, colour)
 
 
@@ -308,7 +315,7 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
             if not plan.shrink(n, h, w, failed):
                 raise failed
     if not outs:
-        return torch.empty((0, *layout.out_shape(size)), dtype=torch.uint8)
+        return layout.out_empty(size)
     return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
@@ -344,7 +351,7 @@ def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int,
         for batch in batches:
             out = _run_tensor(model, batch, size, scale, device, plan, layout)
             if device.type == "cuda":
-                host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
+                host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
                 host.copy_(out, non_blocking=True)
                 done = torch.cuda.Event()
                 done.record(torch.cuda.current_stream(device))  # the copy's device, not cuda:0

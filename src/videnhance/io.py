@@ -251,16 +251,29 @@ def count_frames(path: str | Path) -> int:
     return counts[-1]
 
 
-TRANSPORTS = ("rgb24", "yuv420p")
+TRANSPORTS = ("rgb24", "yuv420p", "yuv420p10le")
+
+
+def frame_layout(pix_fmt: str, height: int, width: int) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one frame in a transport format: RGB (h, w, 3) uint8, or the 4:2:0
+    planes (h·w·3/2,) as uint8 at 8 bits and int16 at 10 (little-endian, as ffmpeg writes
+    `yuv420p10le` on x86 and ARM)."""
+    if pix_fmt not in TRANSPORTS:
+        raise ValueError(f"pix_fmt must be one of {TRANSPORTS}, not {pix_fmt!r}")
+    if pix_fmt == "rgb24":
+        return (height, width, 3), np.dtype(np.uint8)
+    if width % 2 or height % 2:
+        raise ValueError(f"{pix_fmt} frames need even sizes, not {width}x{height}")
+    return (yuv420_frame_bytes(height, width),), np.dtype(np.uint8 if pix_fmt == "yuv420p" else "<i2")
 
 
 class FrameReader:
     """Decode a video's first video stream into batches of uint8 frames.
 
     `pix_fmt="rgb24"` (the default) gives RGB frames, shape (n, H, W, 3), converted by ffmpeg with
-    the source's colour matrix and range (`VideoMeta.colour`). `pix_fmt="yuv420p"` gives the
-    planar 4:2:0 bytes, shape (n, H·W·3/2), for `colour.yuv420_to_rgb` on the model's device
-    (even sizes only). ffmpeg decodes in its own process; a thread reads ahead into a bounded
+    the source's colour matrix and range (`VideoMeta.colour`). `pix_fmt="yuv420p"` (uint8) or
+    `"yuv420p10le"` (int16) gives the planar 4:2:0 samples, shape (n, H·W·3/2), for
+    `colour.yuv420_to_rgb` on the model's device (even sizes only). ffmpeg decodes in its own process; a thread reads ahead into a bounded
     queue so decoding overlaps with whatever consumes the batches, and memory stays flat in
     video length.
     """
@@ -271,10 +284,10 @@ class FrameReader:
         self.meta = meta or probe(path)
         self.batch_size = batch_size
         self.prefetch = prefetch
-        if pix_fmt not in TRANSPORTS:
-            raise ValueError(f"pix_fmt must be one of {TRANSPORTS}, not {pix_fmt!r}")
-        if pix_fmt == "yuv420p" and (self.meta.width % 2 or self.meta.height % 2):
-            raise ValueError(f"{self.path}: yuv420p frames need even sizes, not {self.meta.width}x{self.meta.height}")
+        try:
+            self._shape, self._dtype = frame_layout(pix_fmt, self.meta.height, self.meta.width)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {err}") from None
         self.pix_fmt = pix_fmt
 
     def _command(self) -> list[str]:
@@ -283,12 +296,11 @@ class FrameReader:
                 "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-"]
 
     def frame_shape(self) -> tuple[int, ...]:
-        h, w = self.meta.height, self.meta.width
-        return (h, w, 3) if self.pix_fmt == "rgb24" else (yuv420_frame_bytes(h, w),)
+        return self._shape
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        shape = self.frame_shape()
-        frame_bytes = int(np.prod(shape))
+        shape, dtype = self._shape, self._dtype
+        frame_bytes = int(np.prod(shape)) * dtype.itemsize
         proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -296,7 +308,7 @@ class FrameReader:
         def pump() -> None:
             try:
                 while not stop.is_set():
-                    batch = np.empty((self.batch_size, *shape), np.uint8)  # writable, filled in place
+                    batch = np.empty((self.batch_size, *shape), dtype)  # writable, filled in place
                     view, filled = memoryview(batch).cast("B"), 0
                     while filled < len(view):
                         got = proc.stdout.readinto(view[filled:])
@@ -342,7 +354,7 @@ class FrameReader:
     def read_selected(self, indices: list[int] | np.ndarray) -> np.ndarray:
         """Return only the frames at `indices` (sorted), decoding the stream once."""
         wanted = np.asarray(sorted(set(int(i) for i in indices)))
-        out = np.empty((len(wanted), *self.frame_shape()), np.uint8)
+        out = np.empty((len(wanted), *self._shape), self._dtype)
         pos = 0
         start = 0
         for batch in self:
@@ -378,7 +390,9 @@ class EncodeSettings:
         args = ["-c:v", self.codec, "-pix_fmt", pix_fmt]
         if colour is not None and is_yuv(pix_fmt):
             args += colour.encode_args()
-        if self.codec in ("libx264", "libx265"):
+        if self.codec == "libx264" and self.crf == 0:  # lossless; at 10 bits crf 0 is not (crf goes below 0 there)
+            args += ["-qp", "0", "-preset", self.preset]
+        elif self.codec in ("libx264", "libx265"):
             args += ["-crf", str(self.crf), "-preset", self.preset]
         elif self.codec == "libsvtav1":
             args += ["-crf", str(self.crf), "-preset", "8"]
@@ -396,9 +410,10 @@ NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
 
 class FrameWriter:
-    """Encode uint8 batches into a video file through an ffmpeg pipe: RGB (n, H, W, 3) with
-    `pix_fmt="rgb24"`, or planar 4:2:0 bytes (n, H·W·3/2) with `pix_fmt="yuv420p"`, which must
-    already be in `colour` and are encoded without any conversion when the output is yuv420p.
+    """Encode batches into a video file through an ffmpeg pipe: uint8 RGB (n, H, W, 3) with
+    `pix_fmt="rgb24"`, or planar 4:2:0 samples (n, H·W·3/2) with `pix_fmt="yuv420p"` (uint8) or
+    `"yuv420p10le"` (int16), which must already be in `colour` and are encoded without any
+    conversion when the output has the same format.
 
     `colour` (default: what an untagged stream of this size would be) sets the RGB → YUV
     conversion and the stream's colour tags.
@@ -413,13 +428,12 @@ class FrameWriter:
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, Fraction(fps)
         self.settings = settings or EncodeSettings()
-        if pix_fmt not in TRANSPORTS:
-            raise ValueError(f"pix_fmt must be one of {TRANSPORTS}, not {pix_fmt!r}")
-        if pix_fmt == "yuv420p" and (width % 2 or height % 2):
-            raise ValueError(f"{self.path}: yuv420p frames need even sizes, not {width}x{height}")
+        try:
+            self.frame_shape, self.frame_dtype = frame_layout(pix_fmt, height, width)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {err}") from None
         self.pix_fmt = pix_fmt
         self.colour = colour or Colour.of(width, height)
-        self.frame_shape = (height, width, 3) if pix_fmt == "rgb24" else (yuv420_frame_bytes(height, width),)
         self.frames = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
@@ -427,7 +441,7 @@ class FrameWriter:
     def __enter__(self) -> FrameWriter:
         self._ctx = atomic_output(self.path)
         self._tmp = self._ctx.__enter__()
-        if self.pix_fmt == "yuv420p":  # already in the output's colour: tag it so that nothing converts it
+        if self.pix_fmt != "rgb24":  # already in the output's colour: tag it so that nothing converts it
             raw_colour = self.colour.yuv_input_args()
         else:  # the encoder's RGB → YUV uses the output options; primaries and transfer stick from here
             raw_colour = ["-color_primaries", self.colour.primaries, "-color_trc", self.colour.transfer]
@@ -448,8 +462,8 @@ class FrameWriter:
                     self._error = err
 
     def write(self, batch: np.ndarray) -> None:
-        if batch.dtype != np.uint8 or batch.shape[1:] != self.frame_shape:
-            raise ValueError(f"expected uint8 frames of {self.frame_shape}, got {batch.dtype} {batch.shape}")
+        if batch.dtype != self.frame_dtype or batch.shape[1:] != self.frame_shape:
+            raise ValueError(f"expected {self.frame_dtype} frames of {self.frame_shape}, got {batch.dtype} {batch.shape}")
         if self._error is not None:
             raise VideoError(f"{self.path}: encoder stopped: {self._stderr()}")
         self._queue.put(np.ascontiguousarray(batch))
