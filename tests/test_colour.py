@@ -287,3 +287,20 @@ def test_ten_bits_survive_the_yuv_transport(tmp_path):
             assert stats["transport"] == "yuv420p10le→yuv420p10le"
     assert errors["yuv420p"].max() <= 1 and errors["yuv420p"].mean() < 0.1
     assert errors["rgb24"].mean() > 0.5  # 8-bit RGB in between: quantisation (and swscale's offset)
+
+
+def test_config_transport_reaches_inference(tmp_path):
+    """`infer.transport` from the config goes through the pipeline's infer step; a bad value is
+    refused by the schema."""
+    from videnhance.config import ConfigError, validate_config
+    from videnhance.models import SRResNet, save_model
+    from videnhance.pipeline import infer
+
+    cfg = validate_config({"infer": {"transport": "yuv420p", "batch_size": 2}})
+    assert validate_config({})["infer"]["transport"] == "auto"
+    with pytest.raises(ConfigError, match="transport"):
+        validate_config({"infer": {"transport": "nv12"}})
+    source = lavfi(tmp_path / "src.mkv", "64x48")
+    save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    stats = infer(tmp_path / "m.pt", source, tmp_path / "out.mkv", "enhance", cfg["encode"], cfg["infer"], "cpu")
+    assert stats["transport"] == "yuv420p→yuv420p" and stats["frames"] == 3
