@@ -288,7 +288,7 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
 
 def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, int], scale: int,
                 device: torch.device, plan: InferPlan, layout: Layout | None = None) -> torch.Tensor:
-    """uint8 frames → uint8 output tensor on `device`, both in `layout` (default: RGB NHWC);
+    """Integer frames → the output tensor on `device`, both in `layout` (default: uint8 RGB NHWC);
     out-of-memory retries by `plan`."""
     layout = layout or Layout(*frames.shape[1:3])
     h, w = layout.height, layout.width
@@ -340,7 +340,8 @@ def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, 
 
 def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int, device: torch.device,
             plan: InferPlan, layout: Layout | None = None):
-    """Model outputs (uint8 numpy NHWC) for each input batch, in order.
+    """Model outputs (numpy, in `layout.write`'s format: uint8 RGB NHWC by default) for each input
+    batch, in order.
 
     On CUDA, batch k+1 is queued on the GPU before batch k is handed on: batch k's result is
     copied to pinned host memory asynchronously and waited for only then, so the copy and the
