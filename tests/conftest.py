@@ -9,10 +9,25 @@ import numpy as np
 import pytest
 
 from videnhance.demo import render_clip
-from videnhance.io import EncodeSettings, FrameWriter, run_ffmpeg
+from videnhance.io import EncodeSettings, FrameReader, FrameWriter, run_ffmpeg
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def ffmpeg(*args: str) -> None:
+    run_ffmpeg(list(args), what="test input")
+
+
+def lavfi_clip(path: Path, size="64x48", seconds=1, rate=25, *extra: str) -> Path:
+    """testsrc2 (colour bars, gradients, a moving pattern), encoded with the ffmpeg args `extra`."""
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}", *extra, str(path))
+    return path
+
+
+def read_frames(path: Path, pix_fmt: str = "rgb24") -> np.ndarray:
+    """Every frame of a video, in one array."""
+    return np.concatenate(list(FrameReader(path, pix_fmt=pix_fmt)))
 
 
 def photo(name: str = "coffee") -> np.ndarray:

@@ -25,19 +25,12 @@ from videnhance.io import (
     side_by_side,
 )
 
-from .conftest import photo
+from .conftest import ffmpeg, lavfi_clip, photo, read_frames
 
 
-def lavfi(path: Path, size: str, *tags: str, pix_fmt: str = "yuv420p", frames: int = 3) -> Path:
-    """testsrc2 (saturated colour bars and gradients) encoded losslessly, with the given tags."""
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
-                    "-frames:v", str(frames), "-pix_fmt", pix_fmt, *tags, "-c:v", "libx264", "-qp", "0", str(path)],
-                   check=True)
-    return path
-
-
-def frames_of(path: Path, pix_fmt: str = "rgb24") -> np.ndarray:
-    return np.concatenate(list(FrameReader(path, pix_fmt=pix_fmt)))
+def lavfi(path: Path, size: str, *tags: str, frames: int = 3) -> Path:
+    """testsrc2 (saturated colour bars and gradients) as lossless 8-bit 4:2:0, with the given tags."""
+    return lavfi_clip(path, size, frames / 25, 25, "-pix_fmt", "yuv420p", *tags, "-c:v", "libx264", "-qp", "0")
 
 
 def test_probe_reads_tags_and_guesses_like_players(tmp_path):
@@ -60,8 +53,8 @@ def test_untagged_hd_is_read_as_bt709(tmp_path):
     """ffmpeg alone reads every untagged source as BT.601; we read untagged HD as BT.709, as
     players show it. Our own conversion of the same planes agrees only with the matrix used."""
     clip = lavfi(tmp_path / "hd.mkv", "1280x720", frames=1)
-    rgb = frames_of(clip).astype(int)
-    planes = torch.from_numpy(frames_of(clip, "yuv420p"))
+    rgb = read_frames(clip).astype(int)
+    planes = torch.from_numpy(read_frames(clip, "yuv420p"))
     for matrix, close in (("bt709", True), ("smpte170m", False)):
         ours = yuv420_to_rgb(planes, 720, 1280, Colour(matrix=matrix))
         ours = (ours * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy().astype(int)
@@ -82,7 +75,7 @@ def test_written_colour_round_trips_and_is_tagged(tmp_path, matrix, size):
         writer.write(pixels)
     meta = probe(out)
     assert (meta.color_space, meta.color_range, meta.color_primaries) == (matrix, "tv", colour.primaries)
-    back = frames_of(out).astype(float)
+    back = read_frames(out).astype(float)
     bias = np.abs((back - pixels).mean(axis=(0, 1, 2)))  # 4:2:0 chroma loss averages out, a matrix slip does not
     wrong = "bt601" if matrix == "bt709" else "bt709"
     slipped = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(out), "-vf", f"scale=in_color_matrix={wrong}",
@@ -111,7 +104,7 @@ def test_deliverables_keep_the_source_colour(tmp_path):
         out = probe(path)
         assert (out.color_space, out.color_range, out.color_primaries, out.color_transfer) == (
             "bt709", "tv", "bt709", "bt709"), path
-    left = frames_of(sbs)[:, :, :128].astype(float)
+    left = read_frames(sbs)[:, :, :128].astype(float)
     reference = np.concatenate(list(FrameReader(source))).repeat(2, axis=1).repeat(2, axis=2).astype(float)
     bias = (left - reference).mean(axis=(0, 1, 2))  # interpolation differences average out, a matrix slip does not
     assert np.abs(bias).max() < 1.5, bias
@@ -149,7 +142,7 @@ def test_yuv_passthrough_is_exact(tmp_path):
         for batch in FrameReader(source, meta, batch_size=2, pix_fmt="yuv420p"):
             assert batch.shape[1:] == (64 * 48 * 3 // 2,)
             writer.write(batch)
-    np.testing.assert_array_equal(frames_of(out, "yuv420p"), frames_of(source, "yuv420p"))
+    np.testing.assert_array_equal(read_frames(out, "yuv420p"), read_frames(source, "yuv420p"))
 
 
 def test_yuv_transport_matches_rgb24(tmp_path):
@@ -162,7 +155,7 @@ def test_yuv_transport_matches_rgb24(tmp_path):
         stats = enhance_video(None, source, outs[transport], 2, EncodeSettings(crf=0), device="cpu", batch_size=4,
                               progress=False, transport=transport)
         assert stats["frames"] == 6 and stats["transport"] == f"{transport}→{transport}"
-    a, b = (frames_of(outs[t]).astype(int) for t in ("rgb24", "yuv420p"))
+    a, b = (read_frames(outs[t]).astype(int) for t in ("rgb24", "yuv420p"))
     assert a.shape == b.shape == (6, 128, 192, 3)
     assert np.abs(a - b).mean() < 2.0 and np.abs(a.mean() - b.mean()) < 1.0
 
@@ -197,9 +190,8 @@ def test_pal_and_jpeg_sources_keep_their_gamma_tags(tmp_path):
     """A full-range MJPEG clip (matrix bt470bg, so a guessed gamma 2.8 transfer) goes through the
     deliverables: each step accepts the transfer's name and tags the output with it."""
     source = tmp_path / "mjpeg.avi"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v",
-                    "3", "-pix_fmt", "yuvj420p", "-colorspace", "bt470bg", "-color_range", "pc", "-c:v", "mjpeg",
-                    str(source)], check=True)
+    lavfi_clip(source, "64x48", 3 / 25, 25, "-pix_fmt", "yuvj420p", "-colorspace", "bt470bg", "-color_range", "pc",
+               "-c:v", "mjpeg")
     meta = probe(source)
     assert (meta.colour.matrix, meta.colour.range, meta.colour.transfer) == ("bt470bg", "pc", "bt470bg")
     enhanced = tmp_path / "enh.mkv"
@@ -217,8 +209,7 @@ def test_pal_and_jpeg_sources_keep_their_gamma_tags(tmp_path):
 def test_untagged_rotated_clip_is_guessed_from_its_coded_size(tmp_path):
     plain = lavfi(tmp_path / "plain.mp4", "640x360")
     rotated = tmp_path / "rotated.mp4"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-display_rotation", "90", "-i", str(plain), "-c", "copy",
-                    str(rotated)], check=True)
+    ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(rotated))
     meta = probe(rotated)
     assert (meta.width, meta.height) == (360, 640)  # display size
     assert meta.colour.matrix == "smpte170m"  # as players guess from the 640x360 the stream holds
@@ -265,7 +256,7 @@ def test_ten_bit_planes_pass_through_exactly(tmp_path):
     source, planes = ten_bit_clip(tmp_path / "ten.mkv")
     meta = probe(source)
     assert meta.pix_fmt == "yuv420p10le" and meta.colour.matrix == "smpte170m"
-    read = frames_of(source, "yuv420p10le")
+    read = read_frames(source, "yuv420p10le")
     assert read.dtype == np.int16 and read.shape == planes.shape
     np.testing.assert_array_equal(read, planes)
 
@@ -281,7 +272,7 @@ def test_ten_bits_survive_the_yuv_transport(tmp_path):
         out = tmp_path / f"{transport}.mkv"
         stats = enhance_video(None, source, out, 1, ten, device="cpu", batch_size=3, progress=False,
                               transport=transport)
-        luma = frames_of(out, "yuv420p10le")[:, :area].astype(int)
+        luma = read_frames(out, "yuv420p10le")[:, :area].astype(int)
         errors[transport] = np.abs(luma - planes[:, :area])
         if transport == "yuv420p":
             assert stats["transport"] == "yuv420p10le→yuv420p10le"

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from videnhance.infer import enhance_video, run_model
-from videnhance.io import LOSSLESS, EncodeSettings, FrameReader
+from videnhance.io import LOSSLESS, EncodeSettings
 from videnhance.models import SRResNet
 from videnhance.train import fine_tune
 
-from .conftest import make_clip, photo
+from .conftest import make_clip, photo, read_frames
 from .test_train import _pairs, _tiny_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -29,10 +29,6 @@ def textured_model(scale: int = 2) -> SRResNet:
     model = SRResNet(scale, 16, 2)
     torch.nn.init.normal_(model.tail.weight, std=1e-2)
     return model.eval()
-
-
-def frames(path) -> np.ndarray:
-    return np.concatenate(list(FrameReader(path))).astype(int)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -58,7 +54,7 @@ def test_enhance_video_matches_run_model_for_each_transport(tmp_path, device):
     yuv420p is compared with the CPU rgb24 run into the same 4:2:0 encoder."""
     source = make_clip(tmp_path / "clip.mkv", size=(64, 48), frames=10)
     model = textured_model()
-    reference = run_model(model, frames(source).astype(np.uint8), device="cpu", batch_size=3).astype(int)
+    reference = run_model(model, read_frames(source), device="cpu", batch_size=3).astype(int)
     legs = (("rgb24", LOSSLESS, "rgb24→rgb24", {"cpu": 0.0, "cuda": 0.5}),
             ("yuv420p", LOSSLESS, "yuv420p→rgb24", {"cpu": 1.5, "cuda": 2.0}))
     for transport, settings, used, level in legs:
@@ -66,7 +62,7 @@ def test_enhance_video_matches_run_model_for_each_transport(tmp_path, device):
         stats = enhance_video(model, source, out_path, 2, settings, device=device, batch_size="auto", progress=False,
                               transport=transport)
         assert stats["frames"] == 10 and stats["device"].startswith(device) and stats["transport"] == used
-        per_frame = np.abs(frames(out_path) - reference).mean(axis=(1, 2, 3))
+        per_frame = np.abs(read_frames(out_path).astype(int) - reference).mean(axis=(1, 2, 3))
         assert per_frame.shape == (10,) and per_frame.max() <= level[device], (transport, per_frame)
     x264 = EncodeSettings(crf=0)  # lossless x264, but 4:2:0: both runs lose the same chroma detail
     cpu_rgb, dev_yuv = tmp_path / "cpu_rgb24.mkv", tmp_path / f"{device}_yuv_out.mkv"
@@ -74,7 +70,7 @@ def test_enhance_video_matches_run_model_for_each_transport(tmp_path, device):
     stats = enhance_video(model, source, dev_yuv, 2, x264, device=device, batch_size="auto", progress=False,
                           transport="yuv420p")
     assert stats["transport"] == "yuv420p→yuv420p"
-    per_frame = np.abs(frames(dev_yuv) - frames(cpu_rgb)).mean(axis=(1, 2, 3))
+    per_frame = np.abs(read_frames(dev_yuv).astype(int) - read_frames(cpu_rgb).astype(int)).mean(axis=(1, 2, 3))
     assert per_frame.shape == (10,) and per_frame.max() < {"cpu": 2.0, "cuda": 2.5}[device], per_frame
 
 

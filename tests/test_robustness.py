@@ -31,22 +31,12 @@ from videnhance.io import (
     frame_timestamps,
     mux,
     probe,
-    run_ffmpeg,
 )
 from videnhance.models import SRResNet, save_model
 from videnhance.pipeline import degrade_gt, probe_video
 from videnhance.train import fine_tune
 
-from .conftest import REPO, make_clip
-
-
-def ffmpeg(*args: str) -> None:
-    run_ffmpeg(list(args), what="test input")
-
-
-def lavfi_clip(path: Path, size="64x48", seconds=1, rate=25, *extra: str) -> Path:
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}", *extra, str(path))
-    return path
+from .conftest import REPO, ffmpeg, lavfi_clip, make_clip
 
 
 def tiny_model(scale=2) -> SRResNet:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_frame_bytes, yuv420_to_rgb
-from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, probe
+from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
+from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,8 @@ class Layout:
         return rgb_to_yuv420(y, self.colour, PLANAR[self.write]) if self.write in PLANAR else _to_uint8(y)
 
     def out_empty(self, size: tuple[int, int]) -> torch.Tensor:
-        if self.write == "rgb24":
-            return torch.empty((0, *size, 3), dtype=torch.uint8)
-        return torch.empty((0, yuv420_frame_bytes(*size)), dtype=torch.uint8 if self.write == "yuv420p" else torch.int16)
+        shape, dtype = frame_layout(self.write, *size)
+        return torch.from_numpy(np.empty((0, *shape), dtype))
 
 
 TRANSPORTS = ("auto", "rgb24", "yuv420p")

@@ -23,6 +23,7 @@ import numpy as np
 
 from .colour import (
     MATRICES,
+    PLANAR,
     PRIMARIES,
     RANGES,
     SCALE_NAMES,
@@ -251,20 +252,20 @@ def count_frames(path: str | Path) -> int:
     return counts[-1]
 
 
-TRANSPORTS = ("rgb24", "yuv420p", "yuv420p10le")
+PIPE_FORMATS = ("rgb24", *PLANAR)  # what FrameReader delivers and FrameWriter takes
 
 
 def frame_layout(pix_fmt: str, height: int, width: int) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of one frame in a transport format: RGB (h, w, 3) uint8, or the 4:2:0
     planes (h·w·3/2,) as uint8 at 8 bits and int16 at 10 (little-endian, as ffmpeg writes
     `yuv420p10le` on x86 and ARM)."""
-    if pix_fmt not in TRANSPORTS:
-        raise ValueError(f"pix_fmt must be one of {TRANSPORTS}, not {pix_fmt!r}")
+    if pix_fmt not in PIPE_FORMATS:
+        raise ValueError(f"pix_fmt must be one of {PIPE_FORMATS}, not {pix_fmt!r}")
     if pix_fmt == "rgb24":
         return (height, width, 3), np.dtype(np.uint8)
     if width % 2 or height % 2:
         raise ValueError(f"{pix_fmt} frames need even sizes, not {width}x{height}")
-    return (yuv420_frame_bytes(height, width),), np.dtype(np.uint8 if pix_fmt == "yuv420p" else "<i2")
+    return (yuv420_frame_bytes(height, width),), np.dtype(np.uint8 if PLANAR[pix_fmt] == 8 else "<i2")
 
 
 class FrameReader:
