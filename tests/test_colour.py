@@ -295,3 +295,35 @@ def test_config_transport_reaches_inference(tmp_path):
     save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     stats = infer(tmp_path / "m.pt", source, tmp_path / "out.mkv", "enhance", cfg["encode"], cfg["infer"], "cpu")
     assert stats["transport"] == "yuv420p→yuv420p" and stats["frames"] == 3
+
+
+def test_bit_depth_of_pixel_formats():
+    from videnhance.colour import bit_depth
+
+    assert [bit_depth(f) for f in ("yuv420p", "yuvj420p", "yuv420p10le", "yuv422p12be", "rgb48le", "gbrp16le",
+                                   "nv12", "p010le", "p210be", "p416le", "rgb24", "gray", "gray16le", "rgb565le")] == [
+        8, 8, 10, 12, 16, 16, 8, 10, 10, 16, 8, 8, 16, 8]
+
+
+def test_ten_bit_hdr_source_into_eight_bits_is_warned_about(tmp_path, caplog):
+    from videnhance.models import SRResNet, save_model
+    from videnhance.pipeline import infer
+
+    source = lavfi_clip(tmp_path / "hdr.mkv", "64x48", 2 / 25, 25, "-vf",
+                        "setparams=colorspace=bt2020nc:color_primaries=bt2020:color_trc=smpte2084",
+                        "-pix_fmt", "yuv420p10le", "-c:v", "libx264")
+    assert (probe(source).color_transfer, probe(source).color_space) == ("smpte2084", "bt2020nc")
+    save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    infer_cfg = {"batch_size": 2, "tile": 0, "tile_overlap": 8, "transport": "yuv420p"}
+    encode = {"codec": "libx264", "crf": 18, "preset": "veryfast", "pix_fmt": "yuv420p"}
+    with caplog.at_level("WARNING"):
+        stats = infer(tmp_path / "m.pt", source, tmp_path / "8.mkv", "enhance", encode, infer_cfg, "cpu")
+    assert stats["transport"] == "yuv420p10le→yuv420p"
+    assert "10 bits per sample" in caplog.text and "HDR (PQ, bt2020 primaries)" in caplog.text
+    assert probe(tmp_path / "8.mkv").color_transfer == "smpte2084"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        infer(tmp_path / "m.pt", source, tmp_path / "10.mkv", "enhance", {**encode, "pix_fmt": "yuv420p10le"},
+              infer_cfg, "cpu")
+    assert "bits per sample" not in caplog.text and "HDR" in caplog.text
+    assert probe(tmp_path / "10.mkv").pix_fmt == "yuv420p10le"

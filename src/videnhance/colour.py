@@ -19,6 +19,7 @@ repeated 2×2 on the way in, as swscale's default yuv420p → rgb24 path does, a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,19 @@ RGB_PREFIXES = ("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x
 def is_yuv(pix_fmt: str) -> bool:
     """A pixel format with luma and chroma (the matrix applies), as opposed to RGB or grey."""
     return bool(pix_fmt) and not pix_fmt.startswith(RGB_PREFIXES)
+
+
+def bit_depth(pix_fmt: str) -> int:
+    """Bits per sample of an ffmpeg pixel format name (yuv420p10le → 10, rgb48le → 16, else 8)."""
+    match = re.match(r"p[024](1[026])(le|be)$", pix_fmt)  # semi-planar p010le, p210be, p416le: 4:2:0/2:2/4:4:4
+    match = match or re.search(r"(\d+)(le|be)$", pix_fmt)  # others with a high depth end in it: yuv420p10le, gray16be
+    if not match:
+        return 8
+    bits = int(match.group(1))
+    return 16 if bits in (48, 64) else bits if bits <= 16 else 8  # rgb48le/rgba64le: 16 a sample; rgb565le: packed
+
+
+HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 
 
 def guess_matrix(width: int, height: int) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .colour import HDR_TRANSFERS, bit_depth
 from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .degrade import DegradeChain, crop_to_multiple, eval_degrade
 from .io import (
@@ -122,11 +123,28 @@ def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path
     model, header = load_model(model_path)
     meta = input_meta(input_video, meta_json) if mode == "benchmark" or meta_json else probe(input_video)
     settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg, keep_order=meta.vfr)
+    if mode == "enhance":
+        warn_depth_and_hdr(input_video, meta, settings)
     stats = enhance_video(model, input_video, out_video, header["scale"], settings, device=device,
                           batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
                           meta=meta, compile=infer_cfg.get("compile", False), transport=infer_cfg.get("transport", "auto"))
     log.info("infer: %s", stats)
     return stats
+
+
+def warn_depth_and_hdr(source: str | Path, meta: VideoMeta, settings: EncodeSettings) -> None:
+    """Say when the output would hold fewer bits than the source, and that HDR stays in its own
+    PQ/HLG encoding (the model sees those code values as they are; the output is tagged the same)."""
+    bits, out_bits = bit_depth(meta.pix_fmt), bit_depth(settings.pix_fmt)
+    if bits > out_bits and settings.codec != "ffv1":
+        log.warning("%s: the source has %d bits per sample (%s) and the output %d (%s); set encode.pix_fmt: "
+                    "yuv420p10le to keep 10 bits (with infer.transport yuv420p, or auto on a GPU, they reach the "
+                    "model too)", source, bits, meta.pix_fmt, out_bits, settings.pix_fmt)
+    hdr = HDR_TRANSFERS.get(meta.colour.transfer)
+    if hdr:
+        log.warning("%s: HDR (%s, %s primaries): frames are enhanced in their %s encoding and the output is tagged "
+                    "the same; the base model was trained on SDR images, so check the result", source, hdr,
+                    meta.colour.primaries, hdr)
 
 
 def encode_settings(encode_cfg: dict, keep_order: bool = False) -> EncodeSettings:
