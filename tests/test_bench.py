@@ -118,3 +118,14 @@ def test_bench_finetune_times_the_pipeline_step(tmp_path):
     assert row.frames == 4 and row.seconds > 0 and "srresnet 8x1" in row.note
     text = printed.getvalue()
     assert float(text.split("it_per_s: ")[1].split()[0]) > 0 and "fine_tune_seconds: " in text
+
+
+def test_bench_infer_stages_use_the_transport_of_the_end_to_end_run(tmp_path):
+    """With yuv420p frames end to end, the decoder and encoder stages are timed moving yuv420p too,
+    so the ratio compares like with like."""
+    text = io.StringIO()
+    rows = bench.bench_infer(TINY, scale=2, seconds=0.3, device="cpu", model="tiny", out=text, transport="yuv420p")
+    by_name = {r.measure: r for r in rows}
+    assert "transport: yuv420p→yuv420p" in text.getvalue()
+    assert by_name["stage_decode"].note.endswith("frames as yuv420p")
+    assert by_name["stage_encode"].note.endswith("frames as yuv420p") and by_name["stage_encode"].frames == 9

@@ -48,7 +48,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, ffmpeg_exe, probe, run_ffmpeg
+from .io import (
+    EncodeSettings,
+    FrameReader,
+    FrameWriter,
+    VideoMeta,
+    ffmpeg_exe,
+    frame_layout,
+    probe,
+    run_ffmpeg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -244,23 +253,27 @@ def _default_batch(kind: str, device: str) -> int:
 
 
 def _work_decode(spec: dict) -> dict:
+    """FrameReader alone, delivering `pix_fmt` (rgb24 unless given: what the inference reads)."""
     meta = probe(spec["input"])
     _timing_starts()
     start = time.perf_counter()
-    frames = sum(len(b) for b in FrameReader(spec["input"], meta, batch_size=spec["batch_size"]))
+    reader = FrameReader(spec["input"], meta, batch_size=spec["batch_size"], pix_fmt=spec.get("pix_fmt", "rgb24"))
+    frames = sum(len(b) for b in reader)
     return {"frames": frames, "seconds": time.perf_counter() - start}
 
 
 def _work_encode(spec: dict) -> dict:
-    """FrameWriter from frames already in memory: all of the clip, or a cycle of its first
-    HELD_FRAMES_BYTES when it is bigger."""
+    """FrameWriter from frames already in memory, in `pix_fmt` (rgb24 unless given): all of the
+    clip, or a cycle of its first HELD_FRAMES_BYTES when it is bigger."""
     import numpy as np
 
     meta = probe(spec["input"])
-    frame_bytes = meta.width * meta.height * 3
+    pix_fmt = spec.get("pix_fmt", "rgb24")
+    shape, dtype = frame_layout(pix_fmt, meta.height, meta.width)
+    frame_bytes = int(np.prod(shape)) * dtype.itemsize
     room = max(1, spec.get("held_bytes", HELD_FRAMES_BYTES) // frame_bytes)
     held, count = [], 0
-    for batch in FrameReader(spec["input"], meta, batch_size=spec["batch_size"]):
+    for batch in FrameReader(spec["input"], meta, batch_size=spec["batch_size"], pix_fmt=pix_fmt):
         if count < room:
             held.append(np.array(batch[: room - count]))
             count += len(held[-1])
@@ -268,7 +281,8 @@ def _work_encode(spec: dict) -> dict:
     settings = EncodeSettings(**spec["settings"])
     _timing_starts()
     start = time.perf_counter()
-    with FrameWriter(spec["output"], meta.width, meta.height, meta.fps, settings) as writer:
+    with FrameWriter(spec["output"], meta.width, meta.height, meta.fps, settings, pix_fmt=pix_fmt,
+                     colour=meta.colour) as writer:
         i = 0
         while writer.frames < total:
             writer.write(held[i % len(held)][: total - writer.frames])
@@ -653,8 +667,13 @@ def bench_model(cases: list[tuple[int, int, int]] | None = None, seconds: float 
 def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: float = 3,
                 input: str | Path | None = None, device: str = "auto", batch_size: int | None = None,
                 model: str = "default", settings: EncodeSettings | None = None, threads: int | None = None,
-                isolate: bool = True, out=None) -> list[Row]:
-    """End-to-end enhance_video next to each stage alone; prints `infer_ratio: R`."""
+                isolate: bool = True, out=None, transport: str = "auto") -> list[Row]:
+    """End-to-end enhance_video next to each stage alone; prints `infer_ratio: R`. The decoder
+    and encoder stages move frames in the formats the end-to-end run uses (`infer.transport`)."""
+    import torch
+
+    from .infer import choose_layout
+
     out = out or sys.stdout
     settings = settings or EncodeSettings()
     dev = _resolve_device(device)
@@ -663,20 +682,24 @@ def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: flo
     with _source_clip(input, size, seconds) as (tmp, src, meta):
         w, h, n = meta.width, meta.height, meta.frames
         ow, oh = w * scale, h * scale
+        layout = choose_layout(transport, torch.device(dev), meta, settings)
         base = {"settings": asdict(settings), "threads": threads, "device": dev, "model": model, "scale": scale}
         e2e = _row_from(measure({**base, "kind": "infer", "input": str(src), "output": str(tmp / "out.mkv"),
-                                 "batch_size": batch}, isolate), "infer", "enhance_video", size_text(w, h), scale, dev)
+                                 "batch_size": batch, "transport": transport}, isolate),
+                        "infer", "enhance_video", size_text(w, h), scale, dev)
         stages = [
             _row_from(measure({**base, "kind": "model", "size": [w, h], "seconds": seconds, "batch_size": batch,
                                "warmup": True},
                               isolate), "infer", "stage_model", size_text(w, h), scale, dev),
-            _row_from(measure({**base, "kind": "decode", "input": str(src), "batch_size": batch}, isolate),
-                      "infer", "stage_decode", size_text(w, h), scale, "cpu"),
+            _row_from(measure({**base, "kind": "decode", "input": str(src), "batch_size": batch, "pix_fmt": layout.read},
+                              isolate), "infer", "stage_decode", size_text(w, h), scale, "cpu"),
         ]
         big = make_test_clip(tmp / "big.mp4", (ow, oh), n / CLIP_FPS, settings=EncodeSettings(crf=18, preset="ultrafast"))
         stages.append(_row_from(measure({**base, "kind": "encode", "input": str(big), "output": str(tmp / "enc.mkv"),
-                                         "batch_size": batch, "frames": n}, isolate),
+                                         "batch_size": batch, "frames": n, "pix_fmt": layout.write}, isolate),
                                 "infer", "stage_encode", size_text(ow, oh), scale, "cpu"))
+        stages[1].note += f"; frames as {layout.read}"
+        stages[2].note += f"; frames as {layout.write}"
     slowest = min(stages, key=lambda r: r.fps)
     e2e.ratio, e2e.reference = e2e.fps / slowest.fps, slowest.measure
     for stage in stages:
@@ -684,6 +707,7 @@ def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: flo
     rows = [e2e, *stages]
     print_table(rows, out, title=f"infer: {size_text(w, h)} → ×{scale} {size_text(ow, oh)}, {n} frames, model {model}, "
                                  f"batch {batch}, encoder {' '.join(settings.args(ow, oh))}")
+    print(f"transport: {layout.read}→{layout.write}", file=out)
     print(f"slowest_stage: {slowest.measure.removeprefix('stage_')}", file=out)
     print(f"infer_ratio: {e2e.ratio:.3f}", file=out)
     return rows
@@ -832,6 +856,8 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("infer", help="end-to-end enhance_video vs each stage alone")
     common(p, "input size (default 320x180)", "clip length, and the model stage's time bound (default 3)")
     torch_opts(p, "2")
+    p.add_argument("--transport", default="auto", choices=("auto", "rgb24", "yuv420p"),
+                   help="pixel format between ffmpeg and the model (infer.transport; default auto)")
     p.set_defaults(bench=_cmd_infer)
 
     p = sub.add_parser("finetune", help="a video's fine-tune as the pipeline runs it: seconds and iterations/s")
@@ -870,7 +896,7 @@ def _cmd_model(args) -> list[Row]:
 
 def _cmd_infer(args) -> list[Row]:
     return bench_infer(args.size or (320, 180), args.scale or 2, _given(args.seconds, 3), args.input, args.device,
-                       args.batch_size, args.model or "default", threads=args.threads)
+                       args.batch_size, args.model or "default", threads=args.threads, transport=args.transport)
 
 
 def _cmd_finetune(args) -> list[Row]:
