@@ -40,16 +40,17 @@ def test_bench_io_prints_ratio_and_appends_csv(tmp_path, capsys):
     ratio_lines = [line for line in printed.splitlines() if line.startswith("passthrough_ratio: ")]
     assert len(ratio_lines) == 1 and float(ratio_lines[0].split(": ")[1]) > 0
     measures = ["ffmpeg_decode", "ffmpeg_decode_rgb24", "ffmpeg_transcode", "ffmpeg_transcode_rgb24",
-                "ffmpeg_encode_rgb24", "decode", "encode", "passthrough", "passthrough_model_rgb24",
-                "passthrough_model_yuv420p", "pipe_rgb24", "pipe_yuv420p"]
+                "ffmpeg_encode_rgb24", "decode", "encode", "passthrough", "passthrough_yuv420p",
+                "passthrough_model_rgb24", "passthrough_model_yuv420p", "pipe_rgb24", "pipe_yuv420p"]
     rows = _check_rows(out, "io", measures)
     assert all(r["size"] == "64x48" and int(r["frames"]) == 30 for r in rows)
     by_name = {r["measure"]: r for r in rows}
-    for name in ("passthrough", "passthrough_model_rgb24", "passthrough_model_yuv420p"):
+    for name in ("passthrough", "passthrough_yuv420p", "passthrough_model_rgb24", "passthrough_model_yuv420p"):
         assert float(by_name[name]["ratio"]) == pytest.approx(
             float(by_name[name]["fps"]) / float(by_name["ffmpeg_transcode"]["fps"]), rel=1e-3)
     for fmt in ("rgb24", "yuv420p"):  # the identity model's output went through the real inference path
         assert f"passthrough_model_{fmt}_ratio: " in printed
+    assert "passthrough_yuv420p_ratio: " in printed
     # a second run appends rows under the one header
     bench.write_csv(bench.bench_io(TINY, 0.5, isolate=False, out=io.StringIO()), out)
     assert len(_read_csv(out)) == 2 * len(measures)

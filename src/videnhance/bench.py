@@ -216,11 +216,14 @@ def ffmpeg_timed(args: list[str]) -> tuple[float, float | None, float]:
 
 
 def passthrough(src: str | Path, dst: str | Path, settings: EncodeSettings | None = None, batch_size: int = 8,
-                meta: VideoMeta | None = None) -> int:
-    """Decode `src` into numpy batches and encode them unchanged into `dst`; the frame count."""
+                meta: VideoMeta | None = None, pix_fmt: str = "rgb24") -> int:
+    """Decode `src` into numpy batches of `pix_fmt` and encode them unchanged into `dst`; the
+    frame count. With yuv420p neither ffmpeg converts: this is the CPU's share of a GPU run with
+    `infer.transport: yuv420p`, whose conversions happen on the GPU."""
     meta = meta or probe(src)
-    with FrameWriter(dst, meta.width, meta.height, meta.fps, settings or EncodeSettings()) as writer:
-        for batch in FrameReader(src, meta, batch_size=batch_size):
+    with FrameWriter(dst, meta.width, meta.height, meta.fps, settings or EncodeSettings(), pix_fmt=pix_fmt,
+                     colour=meta.colour) as writer:
+        for batch in FrameReader(src, meta, batch_size=batch_size, pix_fmt=pix_fmt):
             writer.write(batch)
     return writer.frames
 
@@ -294,7 +297,8 @@ def _work_passthrough(spec: dict) -> dict:
     meta = probe(spec["input"])
     _timing_starts()
     start = time.perf_counter()
-    frames = passthrough(spec["input"], spec["output"], EncodeSettings(**spec["settings"]), spec["batch_size"], meta)
+    frames = passthrough(spec["input"], spec["output"], EncodeSettings(**spec["settings"]), spec["batch_size"], meta,
+                         spec.get("pix_fmt", "rgb24"))
     return {"frames": frames, "seconds": time.perf_counter() - start}
 
 
@@ -617,6 +621,12 @@ def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str
             rows.append(row)
             ours[kind] = row
         fmts = ("rgb24", "yuv420p") if w % 2 == 0 and h % 2 == 0 else ("rgb24",)
+        if "yuv420p" in fmts and meta.pix_fmt == "yuv420p":  # the pipes of a GPU run: no conversion on the CPU
+            result = _measure_best({**spec, "kind": "passthrough", "pix_fmt": "yuv420p"}, repeat, isolate)
+            row = _row_from(result, "io", "passthrough_yuv420p", st, 1, "cpu")
+            row.ratio, row.reference = row.fps / tc.fps, tc.measure
+            rows.append(row)
+            ours["yuv420p"] = row
         dev = _resolve_device(device)
         for fmt in fmts:  # the inference path with an identity model (bicubic at ×1 returns its input)
             model_spec = {**spec, "kind": "infer", "model": "bicubic", "scale": 1, "device": dev, "transport": fmt}
@@ -635,6 +645,8 @@ def bench_io(size: tuple[int, int] = (1280, 720), seconds: float = 5, input: str
     print(f"passthrough_vs_ffmpeg_transcode_rgb24: {ours['passthrough'].fps / tc_rgb.fps:.3f}", file=out)
     for fmt in fmts:
         print(f"passthrough_model_{fmt}_ratio: {ours[f'model_{fmt}'].ratio:.3f}", file=out)
+    if "yuv420p" in ours:
+        print(f"passthrough_yuv420p_ratio: {ours['yuv420p'].ratio:.3f}", file=out)
     print(f"passthrough_ratio: {ours['passthrough'].ratio:.3f}", file=out)
     return rows
 
