@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .colour import TRANSPORTS
 from .io import (
     EncodeSettings,
     FrameReader,
@@ -868,7 +869,7 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("infer", help="end-to-end enhance_video vs each stage alone")
     common(p, "input size (default 320x180)", "clip length, and the model stage's time bound (default 3)")
     torch_opts(p, "2")
-    p.add_argument("--transport", default="auto", choices=("auto", "rgb24", "yuv420p"),
+    p.add_argument("--transport", default="auto", choices=TRANSPORTS,
                    help="pixel format between ffmpeg and the model (infer.transport; default auto)")
     p.set_defaults(bench=_cmd_infer)
 

@@ -107,7 +107,11 @@ class Colour:
         where the source does not say (tagged sources are already read with their tags)."""
         if not is_yuv(pix_fmt) or not ({"matrix", "range"} & set(self.guessed)) or self.matrix not in SCALE_NAMES:
             return []
-        return ["-vf", f"scale=in_color_matrix={SCALE_NAMES[self.matrix]}:in_range={self.range}"]
+        return ["-vf", f"scale={self.scale_input()}"]
+
+    def scale_input(self) -> str:
+        """The scale filter's options that read YUV frames with this matrix and range."""
+        return f"in_color_matrix={SCALE_NAMES.get(self.matrix, 'auto')}:in_range={self.range}"
 
     def tag_filter(self) -> str:
         """A filter that tags frames with the primaries and transfer (RGB frames carry those too)."""
@@ -127,6 +131,7 @@ class Colour:
 
 
 PLANAR = {"yuv420p": 8, "yuv420p10le": 10}  # the planar 4:2:0 formats of the transport, and their bits
+TRANSPORTS = ("auto", "rgb24", "yuv420p")  # the values of `infer.transport`
 
 
 def _levels(colour: Colour, bits: int = 8) -> tuple[float, float, float, float]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
+from .colour import PLANAR, TRANSPORTS, Colour, rgb_to_yuv420, yuv420_to_rgb
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,6 @@ class Layout:
     def out_empty(self, size: tuple[int, int]) -> torch.Tensor:
         shape, dtype = frame_layout(self.write, *size)
         return torch.from_numpy(np.empty((0, *shape), dtype))
-
-
-TRANSPORTS = ("auto", "rgb24", "yuv420p")
 
 
 def choose_layout(transport: str, device: torch.device, meta: VideoMeta, settings: EncodeSettings) -> Layout:

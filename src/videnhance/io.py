@@ -26,7 +26,6 @@ from .colour import (
     PLANAR,
     PRIMARIES,
     RANGES,
-    SCALE_NAMES,
     TRANSFERS,
     Colour,
     is_yuv,
@@ -269,14 +268,14 @@ def frame_layout(pix_fmt: str, height: int, width: int) -> tuple[tuple[int, ...]
 
 
 class FrameReader:
-    """Decode a video's first video stream into batches of uint8 frames.
+    """Decode a video's first video stream into batches of frames (`frame_layout`).
 
-    `pix_fmt="rgb24"` (the default) gives RGB frames, shape (n, H, W, 3), converted by ffmpeg with
-    the source's colour matrix and range (`VideoMeta.colour`). `pix_fmt="yuv420p"` (uint8) or
-    `"yuv420p10le"` (int16) gives the planar 4:2:0 samples, shape (n, H·W·3/2), for
-    `colour.yuv420_to_rgb` on the model's device (even sizes only). ffmpeg decodes in its own process; a thread reads ahead into a bounded
-    queue so decoding overlaps with whatever consumes the batches, and memory stays flat in
-    video length.
+    `pix_fmt="rgb24"` (the default) gives uint8 RGB frames, shape (n, H, W, 3), converted by ffmpeg
+    with the source's colour matrix and range (`VideoMeta.colour`). `pix_fmt="yuv420p"` (uint8)
+    or `"yuv420p10le"` (int16) gives the planar 4:2:0 samples, shape (n, H·W·3/2), for
+    `colour.yuv420_to_rgb` on the model's device (even sizes only). ffmpeg decodes in its own
+    process; a thread reads ahead into a bounded queue so decoding overlaps with whatever
+    consumes the batches, and memory stays flat in video length.
     """
 
     def __init__(self, path: str | Path, meta: VideoMeta | None = None, batch_size: int = 8, prefetch: int = 2,
@@ -295,9 +294,6 @@ class FrameReader:
         convert = self.meta.colour.decode_filter(self.meta.pix_fmt) if self.pix_fmt == "rgb24" else []
         return [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:v:0", *convert,
                 "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-"]
-
-    def frame_shape(self) -> tuple[int, ...]:
-        return self._shape
 
     def __iter__(self) -> Iterator[np.ndarray]:
         shape, dtype = self._shape, self._dtype
@@ -575,7 +571,7 @@ def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: st
     settings = settings or EncodeSettings(crf=20)
     width = 2 * emeta.width
     height = emeta.height + emeta.height % 2  # padded to even: 4:2:0, which every player can show
-    to_rgb = f"in_color_matrix={SCALE_NAMES.get(colour.matrix, 'auto')}:in_range={colour.range},format=gbrp"
+    to_rgb = f"{colour.scale_input()},format=gbrp"
     # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
     retime = f"settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB"
     with atomic_output(out_path) as tmp:
