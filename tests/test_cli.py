@@ -1,6 +1,10 @@
 import json
+import logging
+import tempfile
 
 from videnhance import cli, train
+from videnhance.cache import base_model_path
+from videnhance.config import full_video_settings, load_config_file
 from videnhance.io import probe
 
 from .conftest import make_clip
@@ -9,7 +13,7 @@ TINY = """model: {channels: 8, blocks: 1}
 pretrain: {steps: 4, steps_per_epoch: 2, batch_size: 4, patch: 16, copies: 1}
 extract: {frames: 8}
 degrade: {blur_sigma: [0.5, 0.5]}
-fine_tune: {steps: 4, steps_per_epoch: 2, batch_size: 4, patch: 16}
+fine_tune: {steps: 4, steps_per_epoch: 2, batch_size: 4, patch: 16, patience: 0}
 """
 
 
@@ -24,6 +28,7 @@ def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch)
 
     near_scale_pairs = train.near_scale_pairs
     monkeypatch.setattr(train, "near_scale_pairs", recording)
+    monkeypatch.setenv("VIDENHANCE_CACHE", str(tmp_path / "cache"))
     source = make_clip(tmp_path / "in.mp4", size=(48, 32), frames=12, audio=True)
     (tmp_path / "tiny.yaml").write_text(TINY)
     work = tmp_path / "work"
@@ -34,3 +39,29 @@ def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch)
     verdict = json.loads((work / "verdict.json").read_text())
     assert verdict["pairs"] == "near_scale" and verdict["rounds"] == 2 and verdict["steps"] == 4
     assert len(chains) == 2 and all(c.blur_sigma == [0.5, 0.5] for c in chains)  # one per round, as configured
+    assert (work / "side_by_side.mp4").exists()  # the reassemble step ran, with its frame-count check
+
+
+def test_enhance_twice_trains_the_base_once_and_leaves_no_work_folder(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("VIDENHANCE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    clips = [make_clip(tmp_path / f"{name}.mp4", size=(48, 32), frames=10, photo_name=photo) for name, photo in
+             (("a", "coffee"), ("b", "astronaut"))]
+    base = base_model_path(full_video_settings(load_config_file(tmp_path / "tiny.yaml") | {"scale": 2},
+                                               {"id": "a", "mode": "enhance"}))
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["enhance", str(clips[0]), "-o", str(tmp_path / "a.mkv"), "--scale", "2",
+                         "-c", str(tmp_path / "tiny.yaml")]) == 0
+    assert base.is_file() and "pretraining a ×2 base model" in caplog.text and "from a timed step" in caplog.text
+    assert "[1/7] probe" in caplog.text and "[7/7] reassemble done" in caplog.text  # a line per stage
+    trained_at = base.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["enhance", str(clips[1]), "-o", str(tmp_path / "b.mkv"), "--scale", "2",
+                         "-c", str(tmp_path / "tiny.yaml")]) == 0
+    assert "pretraining" not in caplog.text and f"base model from the cache: {base}" in caplog.text
+    assert base.stat().st_mtime_ns == trained_at
+    assert probe(tmp_path / "b.mkv").frames == 10
+    assert list((tmp_path / "tmp").iterdir()) == []  # the work folders were removed after success

@@ -293,7 +293,8 @@ def test_config_transport_reaches_inference(tmp_path):
         validate_config({"infer": {"transport": "nv12"}})
     source = lavfi(tmp_path / "src.mkv", "64x48")
     save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
-    stats = infer(tmp_path / "m.pt", source, tmp_path / "out.mkv", "enhance", cfg["encode"], cfg["infer"], "cpu")
+    stats = infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "out.mkv",
+                  settings={**cfg, "mode": "enhance", "device": "cpu"})
     assert stats["transport"] == "yuv420p→yuv420p" and stats["frames"] == 3
 
 
@@ -314,16 +315,19 @@ def test_ten_bit_hdr_source_into_eight_bits_is_warned_about(tmp_path, caplog):
                         "-pix_fmt", "yuv420p10le", "-c:v", "libx264")
     assert (probe(source).color_transfer, probe(source).color_space) == ("smpte2084", "bt2020nc")
     save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
-    infer_cfg = {"batch_size": 2, "tile": 0, "tile_overlap": 8, "transport": "yuv420p"}
-    encode = {"codec": "libx264", "crf": 18, "preset": "veryfast", "pix_fmt": "yuv420p"}
+    from videnhance.config import validate_config
+
+    cfg = validate_config({"infer": {"batch_size": 2, "tile_overlap": 8, "transport": "yuv420p"},
+                           "encode": {"preset": "veryfast", "pix_fmt": "yuv420p"}})
+    settings = {**cfg, "mode": "enhance", "device": "cpu"}
     with caplog.at_level("WARNING"):
-        stats = infer(tmp_path / "m.pt", source, tmp_path / "8.mkv", "enhance", encode, infer_cfg, "cpu")
+        stats = infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "8.mkv", settings=settings)
     assert stats["transport"] == "yuv420p10le→yuv420p"
     assert "10 bits per sample" in caplog.text and "HDR (PQ, bt2020 primaries)" in caplog.text
     assert probe(tmp_path / "8.mkv").color_transfer == "smpte2084"
     caplog.clear()
     with caplog.at_level("WARNING"):
-        infer(tmp_path / "m.pt", source, tmp_path / "10.mkv", "enhance", {**encode, "pix_fmt": "yuv420p10le"},
-              infer_cfg, "cpu")
+        infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "10.mkv",
+              settings={**settings, "encode": {**cfg["encode"], "pix_fmt": "yuv420p10le"}})
     assert "bits per sample" not in caplog.text and "HDR" in caplog.text
     assert probe(tmp_path / "10.mkv").pix_fmt == "yuv420p10le"

@@ -83,3 +83,15 @@ def test_every_schema_key_is_in_the_config_reference():
                 continue
             missing.append(name)
     assert not missing, f"keys missing from config/README.md: {missing}"
+
+
+def test_the_shipped_config_is_the_schemas_defaults():
+    """`videnhance enhance` without -c and `snakemake` (config/config.yaml) run with the same
+    settings: the schema is the one home of defaults, and config.yaml writes them out."""
+    import yaml
+
+    from videnhance.degrade import DegradeChain
+
+    shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert validate_config(shipped) == validate_config({})
+    assert DegradeChain() == DegradeChain.from_config(validate_config({})["degrade"])

@@ -81,7 +81,7 @@ def test_fine_tune_runs_and_reports_speed(tmp_path, device):
     _pairs(tmp_path)
     cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", {**cfg, "min_gain_db": -100.0, "guard_z": 0.0}, device,
+                        tmp_path / "v.json", {**cfg, "guard": False}, device,
                         degrade_cfg=_tiny_cfg()["degrade"])
     assert verdict["kept"] == "fine_tuned" and verdict["steps"] > 0
     assert verdict["seconds"] > 0 and verdict["it_per_s"] > 0

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from videnhance.cli import main
 from videnhance.degrade import eval_degrade
 from videnhance.images import (
     ImageSetError,
     evaluate_image_set,
-    main,
     markdown_table,
     register,
     resolve_set,
@@ -143,14 +143,15 @@ def test_summary_and_markdown(image_set, untrained, tmp_path):
     assert (tmp_path / "out.md").read_text() == written and "## Per image" in written and "| Again | camera |" in written
 
 
-def test_cli_main_writes_csv_and_markdown(image_set, untrained, tmp_path, capsys):
+def test_sr_images_command_writes_csv_and_markdown(image_set, untrained, tmp_path, capsys):
     csv, md = tmp_path / "scores.csv", tmp_path / "scores.md"
-    assert main([str(untrained), "--set", str(image_set), "--set", str(image_set / "HR"), "--border", "0",
-                 "--device", "cpu", "--csv", str(csv), "--md", str(md)]) == 0
+    assert main(["sr-images", str(untrained), "--set", str(image_set), "--set", str(image_set / "HR"), "--border",
+                 "0", "--device", "cpu", "--csv", str(csv), "--md", str(md)]) == 0
     scores = pd.read_csv(csv)
     assert len(scores) == 2 * len(CROPS) * 2 and set(scores.border) == {0}
     assert "| Tiny |" in capsys.readouterr().out and md.is_file()
-    assert main([str(untrained), "--set", str(tmp_path / "missing")]) == 1
+    assert main(["sr-images", str(untrained), "--set", str(tmp_path / "missing")]) == 1  # one line, no traceback
+    assert "videnhance error:" in capsys.readouterr().err
 
 
 def test_register_adds_the_subcommand(image_set, untrained):

@@ -2,8 +2,8 @@ import numpy as np
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from videnhance.guard import Rule, gain_signal
 from videnhance.metrics import PSNR_CAP, psnr, rgb_to_y, score_frame
-from videnhance.train import guard
 
 from .conftest import photo
 
@@ -50,5 +50,6 @@ def test_identical_frames_keep_means_and_the_guard_finite():
     base = [score_frame(black, black), score_frame(black, noisy), score_frame(black, noisy)]
     tuned = [score_frame(black, black), score_frame(black, black), score_frame(black, noisy)]
     assert all(np.isfinite([s["psnr_y"] for s in base + tuned]))
-    verdict = guard(base, tuned, 0.0, 0.0)
-    assert np.isfinite(verdict["gain_db"]) and verdict["kept"] == "fine_tuned"
+    signal = gain_signal(np.array([s["psnr_y"] for s in base]), np.array([s["psnr_y"] for s in tuned]), np.arange(3))
+    assert np.isfinite(signal.gain_db) and np.isfinite(signal.stderr_db) and signal.gain_db > 0
+    assert Rule("frame", 0.0, 0.0, None).decide({"frame": signal})[0]

@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import torch
 
+from videnhance import pipeline
+from videnhance.config import validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.infer import enhance_video, run_model
@@ -33,7 +35,6 @@ from videnhance.io import (
     probe,
 )
 from videnhance.models import SRResNet, save_model
-from videnhance.pipeline import degrade_gt, probe_video
 from videnhance.train import fine_tune
 
 from .conftest import REPO, ffmpeg, lavfi_clip, make_clip
@@ -100,7 +101,8 @@ def test_odd_size_same_scale_output(tmp_path):
 
 def test_size_not_divisible_by_scale_in_benchmark_mode(tmp_path):
     source = make_clip(tmp_path / "gt.mkv", size=(50, 37), frames=5, settings=LOSSLESS)
-    degrade_gt(source, tmp_path / "input.mkv", 4, "BI")
+    pipeline.degrade_gt(ground_truth=source, input_video=tmp_path / "input.mkv",
+                        settings={"scale": 4, "benchmark": {"degradation": "BI"}})
     meta = probe(tmp_path / "input.mkv")
     assert (meta.width, meta.height, meta.frames) == (12, 9, 5)  # GT trimmed to 48×36 first
 
@@ -108,7 +110,7 @@ def test_size_not_divisible_by_scale_in_benchmark_mode(tmp_path):
 def test_frames_too_small_are_refused(tmp_path):
     source = make_clip(tmp_path / "speck.mkv", size=(6, 6), frames=3, settings=LOSSLESS)
     with pytest.raises(VideoError, match="speck.mkv: frames of 6x6 are too small"):
-        probe_video(source, tmp_path / "meta.json", 2, "enhance")
+        pipeline.probe(source=source, meta=tmp_path / "meta.json", settings={"scale": 2, "mode": "enhance"})
 
 
 @pytest.mark.parametrize("pairs", ["frame", "near_scale"])
@@ -117,9 +119,8 @@ def test_tiny_frames_smaller_than_the_training_patch(tmp_path, pairs):
     lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 0, 1, 1], bool), np.arange(6))
     save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
-    cfg = {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48, "lr": 1e-4, "loss": {"l1": 1.0},
-           "min_gain_db": 0.0, "guard_z": 2.0, "seed": 0, "max_seconds": None, "pairs": pairs,
-           "shrink": [0.85, 0.95], "targets_per_frame": 2, "rounds": 2, "lr_backoff": 0.25}
+    cfg = {**validate_config({})["fine_tune"], "steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48,
+           "lr": 1e-4, "pairs": pairs, "rounds": 2}
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
     assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
@@ -171,7 +172,7 @@ def test_10bit_and_444_inputs(tmp_path, pix_fmt):
 def test_alpha_channel_is_dropped_with_a_warning(tmp_path, caplog):
     source = lavfi_clip(tmp_path / "alpha.mov", "64x48", 1, 25, "-vf", "format=rgba", "-c:v", "png")
     with caplog.at_level("WARNING"):
-        meta = probe_video(source, tmp_path / "meta.json", 2, "enhance")
+        meta = pipeline.probe(source=source, meta=tmp_path / "meta.json", settings={"scale": 2, "mode": "enhance"})
     assert meta.alpha and "alpha channel" in caplog.text
     assert probe(enhance_and_mux(source, tmp_path)).frames == 25
 
@@ -237,9 +238,9 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
         logging.basicConfig(level=logging.INFO, stream=sys.stdout)
         torch.set_num_threads(1)
         from videnhance.train import fine_tune
-        cfg = dict(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, loss={{"l1": 1.0}},
-                   min_gain_db=0.0, guard_z=2.0, seed=0, max_seconds=None, pairs={pairs!r},
-                   shrink=[0.85, 0.95], targets_per_frame=1, rounds=2, lr_backoff=0.25)
+        from videnhance.config import validate_config
+        cfg = dict(validate_config({{}})["fine_tune"], steps=400, steps_per_epoch=20, batch_size=4, patch=16,
+                   lr=1e-4, pairs={pairs!r}, targets_per_frame=1, rounds=2, patience=0)
         d = {str(tmp_path)!r}
         fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu",
                   degrade_cfg={{"downscale": ["bicubic"]}})
@@ -277,9 +278,10 @@ def test_kill_9_during_infer_leaves_no_output(tmp_path):
         torch.set_num_threads(1)
         from videnhance.pipeline import infer
         d = {str(tmp_path)!r}
-        infer(d + "/m.pt", d + "/long.mkv", d + "/out.mkv", "enhance",
-              dict(codec="libx264", crf=18, preset="medium", pix_fmt="yuv420p"),
-              dict(batch_size=1, tile=0, tile_overlap=8), "cpu")
+        from videnhance.config import validate_config
+        cfg = validate_config(dict(device="cpu", infer=dict(batch_size=1, tile=0, tile_overlap=8),
+                                   encode=dict(codec="libx264", crf=18, preset="medium", pix_fmt="yuv420p")))
+        infer(model=d + "/m.pt", input_video=d + "/long.mkv", output=d + "/out.mkv", settings=dict(cfg, mode="enhance"))
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)

@@ -8,11 +8,11 @@ import torch
 from videnhance.config import ConfigError, validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
+from videnhance.guard import Rule, gain_signal, near_scale_set
 from videnhance.models import SRResNet, load_model, save_model
 from videnhance.train import (
     MixedLoss,
     fine_tune,
-    guard,
     near_scale_pairs,
     pretrain,
     run_fingerprint,
@@ -64,7 +64,7 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
     cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
     for run in ("a", "b"):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
-                  tmp_path / f"{run}.json", {**cfg, "min_gain_db": -100.0, "guard_z": 0.0}, "cpu",  # always keep
+                  tmp_path / f"{run}.json", {**cfg, "guard": False}, "cpu",  # always keep
                   degrade_cfg=_tiny_cfg()["degrade"])
     a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -75,16 +75,21 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
     assert verdicts[0]["round_report"] == verdicts[1]["round_report"] and verdicts[0]["steps"] > 0
 
 
-def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path):
+@pytest.mark.parametrize("patience", [1, 0])
+def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
     _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0)["fine_tune"]  # an absurd learning rate wrecks the model
+    cfg = _tiny_cfg(lr=5.0, patience=patience)["fine_tune"]  # an absurd learning rate wrecks the model
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
-    assert verdict["kept"] == "base"
-    # every round was measured as damage on the held-out frames and undone, at a lower lr each time
+    assert verdict["kept"] == "base" and verdict["signal"] == "near_scale"
+    # each round run was measured as damage on the held-out pairs (both kinds) and undone
     report = verdict["round_report"]
-    assert [r["round"] for r in report] == [1, 2] and not any(r["kept"] for r in report)
-    assert all(r["val_gain_db"] < 0 for r in report) and report[1]["lr"] == 5.0 * cfg["lr_backoff"]
+    assert not any(r["kept"] for r in report)
+    assert all(s["gain_db"] < 0 for r in report for s in r["signals"].values())
+    if patience == 1:  # round 1 undone: round 2 cannot pay off from the same weights, so it is skipped
+        assert [r["round"] for r in report] == [1] and verdict["rounds_run"] == 1 and verdict["rounds"] == 2
+    else:  # every round runs, each at a lower rate
+        assert [r["round"] for r in report] == [1, 2] and report[1]["lr"] == 5.0 * cfg["lr_backoff"]
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
     kept, base = load_model(tmp_path / "m.pt")[0].state_dict(), load_model(tmp_path / "base.pt")[0].state_dict()
     assert all(torch.equal(kept[k], base[k]) for k in base)
@@ -96,7 +101,7 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     cfg = validate_config({
         "model": {"arch": "unet", "encoder": "resnet18"},
         "pretrain": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "copies": 1},
-        "fine_tune": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "min_gain_db": -100.0, "guard_z": 0.0},
+        "fine_tune": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "guard": False},
     })
     pretrain([photo("chelsea")], tmp_path / "base.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"],
              cfg["degrade"], "cpu")
@@ -111,15 +116,59 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     assert model(torch.rand(1, 3, 32, 48)).shape == (1, 3, 64, 96)
 
 
-def test_guard_needs_a_gain_above_noise():
-    base = [{"psnr_y": 30.0 + 0.5 * (i % 2)} for i in range(6)]
-    noisy = [{"psnr_y": b["psnr_y"] + g} for b, g in zip(base, [0.3, -0.28, 0.25, -0.2, 0.1, -0.1], strict=True)]
-    steady = [{"psnr_y": b["psnr_y"] + 0.1 + 0.01 * i} for i, b in enumerate(base)]
-    verdict = guard(base, noisy, 0.0, 2.0)
-    assert verdict["kept"] == "base" and "within noise" in verdict["reason"] and verdict["gain_db"] > 0
-    assert guard(base, steady, 0.0, 2.0)["kept"] == "fine_tuned"
-    assert guard(base, steady, 0.5, 2.0)["kept"] == "base"  # the margin still applies
-    assert guard(base, noisy, 0.0, 0.0)["kept"] == "fine_tuned"  # z = 0 turns the noise test off
+def _signals(frame_gains, near_gains):
+    group = np.arange(len(frame_gains))
+    return {"frame": gain_signal(np.zeros(len(group)), np.array(frame_gains), group),
+            "near_scale": gain_signal(np.zeros(len(group)), np.array(near_gains), group)}
+
+
+def test_guard_rule_needs_a_gain_above_noise_and_no_loss_on_real_targets():
+    noisy = [0.3, -0.28, 0.25, -0.2, 0.1, -0.1]
+    steady = [0.1 + 0.01 * i for i in range(6)]
+    rule = Rule("near_scale", min_gain_db=0.0, z=2.0, frame_margin_db=0.05)
+    keep, reason = rule.decide(_signals(steady, noisy))
+    assert not keep and "within noise" in reason and "near_scale" in reason
+    assert rule.decide(_signals(steady, steady))[0]
+    assert not Rule("near_scale", 0.5, 2.0, 0.05).decide(_signals(steady, steady))[0]  # the margin still applies
+    assert Rule("near_scale", 0.0, 0.0, 0.05).decide(_signals(steady, noisy))[0]  # z = 0 turns the noise test off
+    # a clear near-scale gain with a loss on the real-target frame pairs beyond the margin: refused
+    keep, reason = rule.decide(_signals([-0.1] * 6, steady))
+    assert not keep and "frame pairs" in reason
+    assert Rule("near_scale", 0.0, 2.0, None).decide(_signals([-0.1] * 6, steady))[0]  # margin off
+    assert rule.decide(_signals([-0.04] * 6, steady))[0]  # within the margin
+    # the frame rule looks at the frame pairs alone
+    assert Rule("frame", 0.0, 2.0, None).decide(_signals(steady, [-1.0] * 6))[0]
+    assert not Rule("frame", 0.0, 2.0, None).decide(_signals(noisy, steady))[0]
+
+
+def test_held_out_gain_is_averaged_per_frame_before_the_standard_error():
+    """Near-scale pairs of one frame are not independent evidence: the frame is the unit."""
+    base = np.zeros(8)
+    scores = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    s = gain_signal(base, scores, np.array([0, 0, 0, 0, 1, 1, 1, 1]))
+    assert s.frames == 2 and s.pairs == 8 and s.gain_db == 0.5 and abs(s.stderr_db - 0.5) < 1e-12
+
+
+def test_held_out_near_scale_pairs_come_from_held_out_frames_at_the_scale_of_use():
+    torch.manual_seed(0)
+    base = SRResNet(2, 8, 1).eval()
+    frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
+    held = near_scale_set(base, frames, 2, DegradeChain(), (0.8, 0.9), 2, crop=200, seed=0, device=torch.device("cpu"))
+    assert list(held.group) == [0, 0, 1, 1, 2, 2]
+    for lr, hr in zip(held.lr, held.hr, strict=True):  # targets: the base's 80×120 output, shrunk 0.8–0.9
+        assert 0.8 * 80 - 2 <= hr.shape[0] <= 0.9 * 80 and lr.shape == (hr.shape[0] // 2, hr.shape[1] // 2, 3)
+    again = near_scale_set(base, frames, 2, DegradeChain(), (0.8, 0.9), 2, crop=200, seed=0, device=torch.device("cpu"))
+    assert all(np.array_equal(a, b) for a, b in zip(held.lr, again.lr, strict=True))  # fixed: every model, same pairs
+
+
+def test_guard_off_keeps_every_round_and_delivers_the_fine_tuned_model(tmp_path):
+    _pairs(tmp_path)
+    cfg = _tiny_cfg(lr=5.0, guard=False)["fine_tune"]
+    verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
+    assert verdict["kept"] == "fine_tuned" and "guard off" in verdict["reason"]
+    assert [r["kept"] for r in verdict["round_report"]] == [True, True]
+    assert verdict["signals"]["near_scale"]["gain_db"] < 0  # still measured and reported
 
 
 def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
@@ -151,7 +200,7 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
 @pytest.mark.parametrize("pairs", ["near_scale", "frame"])
 def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
     _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3, pairs=pairs)["fine_tune"]
+    cfg = _tiny_cfg(lr=1e-3, pairs=pairs, patience=0)["fine_tune"]  # every round runs
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
     assert verdict["pairs"] == pairs and verdict["steps"] == 6
@@ -209,3 +258,24 @@ def test_vgg_feature_loss_only_with_weights_the_user_supplies(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ConfigError, match="not a VGG16"):
         MixedLoss({"vgg": 1.0, "vgg_weights": str(tmp_path / "other.pth")})
+
+
+def test_training_logs_one_plain_line_per_epoch_without_a_terminal(tmp_path, caplog, capsys):
+    """In a log file (no terminal) fastprogress's carriage-return bar frames are replaced by one
+    line per epoch, so a long pretraining's log stays readable and small."""
+    import logging
+
+    from videnhance.data import FixedBatches, PatchBatches
+    from videnhance.train import fit
+
+    rng = np.random.default_rng(0)
+    hr = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    lr = [h[::2, ::2].copy() for h in hr]
+    with caplog.at_level(logging.INFO, logger="videnhance.train"):
+        fit(SRResNet(2, 8, 1), PatchBatches(lr, hr, 2, 8, 2, 3), FixedBatches(lr, hr), 3, 1e-3, {"l1": 1.0},
+            tmp_path / "h.csv", torch.device("cpu"))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("train_loss" in line and "valid_loss" in line and "psnr_metric" in line for line in lines)
+    out = capsys.readouterr().out
+    assert "\r" not in out and "Epoch" not in out  # no bar frames

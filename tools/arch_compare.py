@@ -54,7 +54,7 @@ def main() -> None:
         start = time.time()
         run_model(model, frame, batch_size=2)
         per_frame = (time.time() - start) / len(frame)
-        subprocess.run([sys.executable, "-m", "videnhance.images", str(out / f"{name}.pt"),
+        subprocess.run([sys.executable, "-m", "videnhance.cli", "sr-images", str(out / f"{name}.pt"),
                         "--set", str(data / "images/Set5"), "--set", str(data / "images/Set14"),
                         "--csv", str(out / f"{name}_sr.csv"), "--md", str(out / f"{name}_sr.md")],
                        check=True, capture_output=True)

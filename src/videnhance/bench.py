@@ -428,30 +428,35 @@ def _work_infer(spec: dict) -> dict:
 
 
 def _work_finetune(spec: dict) -> dict:
-    """The pipeline's own extract → degrade → fine_tune on one clip with the config in `spec`,
-    from a freshly initialised base (an untrained SRResNet is exactly bicubic, and costs the same
-    to fine-tune as a pretrained one). Only `fine_tune` is timed: it is a video's GPU step."""
+    """The pipeline's own chain (`pipeline.run_video`) on one clip with the config in `spec`, up to
+    `fine_tune`, from a freshly initialised base (an untrained SRResNet is exactly bicubic, and
+    costs the same to fine-tune as a pretrained one). Only `fine_tune` is timed: it is a video's
+    GPU step."""
     torch = _set_threads(spec)
 
+    from .config import full_video_settings
     from .infer import pick_device
     from .models import build_model, save_model
-    from .pipeline import degrade, extract
-    from .train import fine_tune, model_kwargs
+    from .pipeline import run_video
+    from .train import model_kwargs
 
     cfg, work = spec["config"], Path(spec["workdir"])
+    settings = {**full_video_settings(cfg, {"id": "bench", "mode": "enhance"}), "device": spec["device"]}
     scale, dev = cfg["scale"], pick_device(spec["device"])
-    extract(spec["input"], work / "frames.npz", cfg["extract"]["frames"], cfg["extract"]["val_fraction"])
-    degrade(work / "frames.npz", work / "pairs.npz", scale, cfg["degrade"])
     kwargs = model_kwargs(cfg["model"])
     torch.manual_seed(0)
-    save_model(build_model(cfg["model"]["arch"], scale, **kwargs), work / "base.pt", cfg["model"]["arch"], scale, kwargs)
+    save_model(build_model(cfg["model"]["arch"], scale, **kwargs), work / "fresh.pt", cfg["model"]["arch"], scale, kwargs)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    _timing_starts()
-    start = time.perf_counter()
-    verdict = fine_tune(work / "pairs.npz", work / "base.pt", work / "model.pt", work / "history.csv",
-                        work / "verdict.json", cfg["fine_tune"], str(dev), degrade_cfg=cfg["degrade"])
-    out = {"frames": verdict["steps"], "seconds": time.perf_counter() - start, "train_seconds": verdict["seconds"],
+
+    def before(step: str) -> None:
+        if step == "fine_tune":
+            _timing_starts()
+
+    result = run_video(spec["input"], work / "out.mkv", settings, work / "video", base_checkpoint=work / "fresh.pt",
+                       until="fine_tune", before=before)
+    verdict = result["verdict"]
+    out = {"frames": verdict["steps"], "seconds": result["seconds"]["fine_tune"], "train_seconds": verdict["seconds"],
            "it_per_s": verdict.get("it_per_s", 0.0), "kept": verdict["kept"], "reason": verdict["reason"],
            "threads": torch.get_num_threads()}
     if dev.type == "cuda":

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .errors import VidenhanceError
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -34,43 +35,25 @@ def _cmd_demo_clips(args: argparse.Namespace) -> int:
 
 
 def _cmd_enhance(args: argparse.Namespace) -> int:
-    """The whole per-video chain for one file, in a work folder (kept with --work)."""
-    from .config import load_config_file
-    from .data import load_image_sources
-    from .io import mux
-    from .pipeline import degrade, extract, infer, pretrain_load, probe_video
-    from .train import fine_tune, pretrain
+    """One video through the workflow's steps (`pipeline.run_video`), without Snakemake."""
+    import shutil
 
-    cfg = load_config_file(args.config)
+    from .cache import cached_base_model
+    from .config import full_video_settings, load_config_file, safe_id
+    from .pipeline import run_video
+
+    cfg = load_config_file(args.config)  # the schema's defaults are the workflow's defaults
     if args.scale:
         cfg["scale"] = args.scale
     if args.checkpoint:
         cfg["checkpoint"] = args.checkpoint
-    scale = cfg["scale"]
-    work = Path(args.work or tempfile.mkdtemp(prefix="videnhance-"))
-    work.mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger("videnhance")
-    meta = probe_video(args.input, work / "meta.json", scale, "enhance")
-    pretrained = None
-    if not cfg["checkpoint"]:
-        pretrained = work / f"pretrained_x{scale}.pt"
-        if not pretrained.exists():
-            log.info("pretraining a base model (pass --checkpoint to skip)")
-            images = load_image_sources(cfg["pretrain"]["images"], cfg["pretrain"]["max_images"])
-            pretrain(images, pretrained, work / "pretrain.history.csv", scale, cfg["model"], cfg["pretrain"],
-                     cfg["degrade"], cfg["device"])
-    pretrain_load(work / "base.pt", scale, cfg["model"], cfg["checkpoint"], str(pretrained) if pretrained else None)
-    extract(args.input, work / "frames.npz", cfg["extract"]["frames"], cfg["extract"]["val_fraction"],
-            meta_json=work / "meta.json")
-    degrade(work / "frames.npz", work / "pairs.npz", scale, cfg["degrade"])
-    if cfg["fine_tune"]["enabled"]:
-        verdict = fine_tune(work / "pairs.npz", work / "base.pt", work / "model.pt", work / "fine_tune.history.csv",
-                            work / "verdict.json", cfg["fine_tune"], cfg["device"], degrade_cfg=cfg["degrade"])
-        print(f"guard: {verdict['reason']}", file=sys.stderr)
-    model = work / ("model.pt" if cfg["fine_tune"]["enabled"] else "base.pt")
-    infer(model, args.input, work / "enhanced.mkv", "enhance", cfg["encode"], cfg["infer"], cfg["device"],
-          meta_json=work / "meta.json")
-    mux(work / "enhanced.mkv", args.input, args.output, source_meta=meta)
+    settings = full_video_settings(cfg, {"id": safe_id(args.input), "mode": "enhance"})
+    base = None if cfg["checkpoint"] else cached_base_model(settings, rebuild=args.rebuild_base)[0]
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="videnhance-"))
+    result = run_video(args.input, args.output, settings, work, base_checkpoint=base)
+    print(f"guard: {result['verdict']['reason']}", file=sys.stderr)
+    if not args.work:
+        shutil.rmtree(work)
     print(args.output)
     return 0
 
@@ -84,10 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="enhance one video (fine-tunes on it first)")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="output video (.mkv recommended; audio is copied)")
-    p.add_argument("-c", "--config", default=None, help="config YAML (defaults: see config/README.md)")
+    p.add_argument("-c", "--config", default=None,
+                   help="config YAML; keys left out take the defaults the workflow uses (config/README.md)")
     p.add_argument("--scale", type=int, choices=(1, 2, 4))
     p.add_argument("--checkpoint", help="base model to start from instead of pretraining one")
-    p.add_argument("--work", help="folder for intermediate files (default: a new temporary folder)")
+    p.add_argument("--work", help="keep intermediate files in this folder (default: a temporary folder, removed "
+                                  "after success)")
+    p.add_argument("--rebuild-base", action="store_true",
+                   help="pretrain the base model again instead of taking it from the cache")
     p.set_defaults(func=_cmd_enhance)
 
     p = sub.add_parser("demo-clips", help="write the demo clips (from photos bundled with scikit-image)")
@@ -109,13 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .step import USER_ERRORS
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except USER_ERRORS as err:
+    except VidenhanceError as err:
         print(f"videnhance error: {err}", file=sys.stderr)
         return 1
 

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from .errors import ConfigError
+
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 OVERRIDES = {  # sheet column → (config section, key)
@@ -26,10 +28,6 @@ OVERRIDES = {  # sheet column → (config section, key)
     "fine_tune_enabled": ("fine_tune", "enabled"),
     "extract_frames": ("extract", "frames"),
 }
-
-
-class ConfigError(ValueError):
-    """The configuration or the video sheet is wrong; the message names the key or row."""
 
 
 def load_schema(name: str) -> dict:
@@ -171,6 +169,13 @@ def list_videos(cfg: dict, base_dir: str | Path = ".") -> dict[str, dict]:
                 vid = f"{vid}-{hashlib.sha1(str(Path(found).resolve()).encode()).hexdigest()[:8]}"
             videos[vid] = {"id": vid, "path": found, "mode": cfg["videos"]["glob_mode"]}
     return videos
+
+
+def full_video_settings(cfg: dict, row: dict) -> dict:
+    """Everything any step may read for one video, as `pipeline.run_video` hands it to each step:
+    the config, the row's overrides (`video_settings`), the video's id and its scale for the report."""
+    per_video = video_settings(cfg, row)
+    return {**copy.deepcopy(cfg), **per_video, "video": row["id"], "scales": {row["id"]: per_video["scale"]}}
 
 
 def video_settings(cfg: dict, row: dict) -> dict:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_output
+from .errors import ConfigError
+from .files import atomic_output
 
 
 def sample_indices(n_frames: int, count: int) -> np.ndarray:
@@ -161,10 +162,11 @@ def load_image_sources(sources: list[str], max_images: int = 1000, min_side: int
             continue
         folder = Path(source)
         if not folder.is_dir():
-            raise FileNotFoundError(f"pretrain image folder {folder} not found; fix pretrain.images in the config.")
+            raise ConfigError(f"pretrain.images: folder {folder} not found; fix pretrain.images in the config.")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise FileNotFoundError(f"pretrain image folder {folder} has no images ({sorted(IMAGE_SUFFIXES)}).")
+            raise ConfigError(f"pretrain.images: folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                              "add photos or fix pretrain.images in the config.")
         for file in files:
             with Image.open(file) as im:
                 images.append(np.asarray(im.convert("RGB")))

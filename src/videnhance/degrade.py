@@ -93,7 +93,7 @@ class DegradeChain:
 
     downscale: list[str] = field(default_factory=lambda: ["bicubic"])
     blur_sigma: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    jpeg_quality: list[int] = field(default_factory=lambda: [90, 100])
+    jpeg_quality: list[int] = field(default_factory=lambda: [80, 95])
     jpeg_prob: float = 0.0
     noise_sigma: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
@@ -119,6 +119,17 @@ class DegradeChain:
         if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:
             out = jpeg(out, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
         return out
+
+
+def shrink_and_crop(image: np.ndarray, factor: float, scale: int, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """`image` resized by `factor` (sides rounded down to multiples of `scale`), then a crop of at
+    most `crop` px a side (multiples of `scale`) at a place drawn from `rng`: a near-scale target."""
+    h, w = image.shape[:2]
+    th, tw = max(scale, int(h * factor) // scale * scale), max(scale, int(w * factor) // scale * scale)
+    target = resize(image[None], (th, tw))[0] if (th, tw) != (h, w) else image
+    ch, cw = min(crop, th) // scale * scale, min(crop, tw) // scale * scale
+    y, x = int(rng.integers(0, th - ch + 1)), int(rng.integers(0, tw - cw + 1))
+    return np.ascontiguousarray(target[y : y + ch, x : x + cw])
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -10,20 +10,20 @@ benchmarks use 0). The LR images are the set's own (`LR_bicubic_x<scale>/`, same
 HR = scale × LR, most likely MATLAB imresize); where a set has none, they are made from HR with
 `degrade.eval_degrade` (torch bicubic with antialiasing, "BI"), and `lr_source` says which.
 
-    python -m videnhance.images results/base/x4.pt --set ../shared/data/images/Set5 --md set5.md
+    videnhance sr-images results/base/x4.pt --set ../shared/data/images/Set5 --md set5.md
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io import atomic_write_text
+from .errors import ImageSetError
+from .files import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 METHODS = ("bicubic", "model")
 COLUMNS = ["set", "image", "method", "scale", "border", "lr_source", "psnr_y", "ssim_y", "psnr_rgb"]
 SCORES = ["psnr_y", "ssim_y", "psnr_rgb"]
-
-
-class ImageSetError(ValueError):
-    """A test-set folder is missing, empty, or its HR and LR images do not fit together."""
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -209,15 +205,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 def _cmd_sr_images(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    try:
-        tables = []
-        for folder in args.sets:
-            hr_dir, lr_dir = resolve_set(folder, args.scale)
-            tables.append(evaluate_image_set(args.model, hr_dir, lr_dir, args.scale, args.border, args.device,
-                                             tile=args.tile))
-    except ImageSetError as err:
-        print(f"videnhance error: {err}", file=sys.stderr)
-        return 1
+    tables = []  # an ImageSetError ends the command with its one-line message (cli.main)
+    for folder in args.sets:
+        hr_dir, lr_dir = resolve_set(folder, args.scale)
+        tables.append(evaluate_image_set(args.model, hr_dir, lr_dir, args.scale, args.border, args.device,
+                                         tile=args.tile))
     table = pd.concat(tables, ignore_index=True)
     if args.csv:
         atomic_write_text(args.csv, table.to_csv(index=False))
@@ -225,14 +217,3 @@ def _cmd_sr_images(args: argparse.Namespace) -> int:
         write_markdown(table, args.md, args.model)
     print(markdown_table(summarize(table)), end="")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m videnhance.images …` is `videnhance sr-images …`."""
-    from .cli import main as cli_main
-
-    return cli_main(["sr-images", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

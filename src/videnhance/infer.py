@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .colour import PLANAR, TRANSPORTS, Colour, rgb_to_yuv420, yuv420_to_rgb
+from .errors import ConfigError
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def pick_device(preference: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device; use device: auto or cpu")
+        raise ConfigError("device: cuda was asked for but torch sees no CUDA device (no GPU, or a CPU-only torch); "
+                          "set device: auto or cpu")
     return device
 
 

@@ -14,7 +14,6 @@ import queue
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,15 +30,13 @@ from .colour import (
     is_yuv,
     yuv420_frame_bytes,
 )
+from .errors import VideoError
+from .files import atomic_output, atomic_write_text  # noqa: F401 - re-exported for callers of io
 
 log = logging.getLogger(__name__)
 
 
 PIPE_SIZE = 1 << 20  # bigger pipe buffers: fewer wake-ups per frame between ffmpeg and Python
-
-
-class VideoError(RuntimeError):
-    """A video could not be read or written; the message names the file and what to do."""
 
 
 def ffmpeg_exe() -> str:
@@ -95,30 +92,6 @@ class VideoMeta:
     @classmethod
     def from_json(cls, path: str | Path) -> VideoMeta:
         return cls(**json.loads(Path(path).read_text()))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; move it into place only if the block succeeds.
-
-    A crash or kill leaves at most a hidden `.partial` file, never a complete-looking output.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:

@@ -15,12 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ModelFileError
+
 FORMAT = "videnhance-model"
 FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A checkpoint is missing, not ours, or does not fit the configuration."""
 
 
 class ResBlock(nn.Module):
@@ -96,7 +94,7 @@ def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
 
 def save_model(model: nn.Module, path: str | Path, arch: str, scale: int, kwargs: dict,
                provenance: dict | None = None) -> None:
-    from .io import atomic_output
+    from .files import atomic_output
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch, "scale": int(scale),

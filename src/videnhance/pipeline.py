@@ -1,9 +1,22 @@
-"""The pipeline's steps as plain functions: each reads files and writes files, so every Snakemake
-rule is a thin script around one of these, and each is testable without Snakemake."""
+"""The pipeline: one function per Snakemake rule, and the whole chain for one video.
+
+Each step function is named after its rule and takes keyword-only arguments named like the rule's
+named inputs and outputs, plus `settings`: the config sections the rule lists in its `params`
+(so a change to anything a step reads reruns it) and the run-time keys `device` and `infer`
+(`config.runtime_settings`, which rerun nothing). A workflow script is one call:
+`pipeline.fine_tune(**snakemake.input, **snakemake.output, settings=settings)`.
+
+`run_video` runs the same steps for one video in rule order, for `videnhance enhance` and the
+benchmarks; it is the only place outside the Snakemake rules' inputs and outputs that knows
+the order.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,73 +25,70 @@ from . import __version__
 from .colour import HDR_TRANSFERS, bit_depth
 from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .degrade import DegradeChain, crop_to_multiple, eval_degrade
-from .io import (
-    LOSSLESS,
-    EncodeSettings,
-    FrameReader,
-    FrameWriter,
-    VideoError,
-    VideoMeta,
-    mux,
-    probe,
-    side_by_side,
-)
-from .models import ModelFileError, load_model, save_model
+from .errors import ModelFileError, VideoError
+from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, mux
+from .io import probe as probe_file
+from .io import side_by_side as make_side_by_side
+from .models import load_model, save_model
 
 log = logging.getLogger(__name__)
 
 
-def probe_video(source: str | Path, out_meta: str | Path, scale: int, mode: str) -> VideoMeta:
+# ----------------------------------------------------------------------------------- the steps
+def probe(*, source: str | Path, meta: str | Path, settings: dict) -> VideoMeta:
     """Write meta.json; refuse, with a message, what the pipeline cannot process."""
-    meta = probe(source)
+    scale, mode = settings["scale"], settings["mode"]
+    info = probe_file(source)
     min_side = 8 * (scale if mode == "benchmark" else 1)
-    if min(meta.width, meta.height) < min_side:
-        raise VideoError(f"{source}: frames of {meta.width}x{meta.height} are too small for mode {mode} at "
+    if min(info.width, info.height) < min_side:
+        raise VideoError(f"{source}: frames of {info.width}x{info.height} are too small for mode {mode} at "
                          f"×{scale} (need at least {min_side} px a side).")
-    if meta.alpha:
-        log.warning("%s: has an alpha channel (%s); it is dropped, frames are enhanced as RGB", source, meta.pix_fmt)
-    if meta.vfr:
+    if info.alpha:
+        log.warning("%s: has an alpha channel (%s); it is dropped, frames are enhanced as RGB", source, info.pix_fmt)
+    if info.vfr:
         log.info("%s: variable frame rate; the output keeps the source's frame timestamps", source)
-    meta.to_json(out_meta)
-    log.info("%s: %dx%d, %d frames at %s fps, %d audio stream(s)", source, meta.width, meta.height, meta.frames,
-             meta.fps, len(meta.audio))
-    return meta
+    info.to_json(meta)
+    log.info("%s: %dx%d, %d frames at %s fps, %d audio stream(s)", source, info.width, info.height, info.frames,
+             info.fps, len(info.audio))
+    return info
 
 
-def input_meta(input_video: str | Path, meta_json: str | Path | None) -> VideoMeta:
+def _input_meta(input_video: str | Path, meta: str | Path | None) -> VideoMeta:
     """The input video's metadata: from the `probe` step's meta.json when the input is the user's
     source (no second full decode), else by packet count (files the pipeline wrote itself)."""
-    return VideoMeta.from_json(meta_json) if meta_json else probe(input_video, decode_check=False)
+    return VideoMeta.from_json(meta) if meta else probe_file(input_video, decode_check=False)
 
 
-def degrade_gt(source: str | Path, out_video: str | Path, scale: int, kind: str, batch_size: int = 16,
-               meta_json: str | Path | None = None) -> None:
+def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: dict, meta: str | Path | None = None,
+               batch_size: int = 16) -> None:
     """Benchmark mode: make the low-resolution input video from the ground truth (lossless FFV1).
 
-    The ground truth is trimmed (bottom/right) to a multiple of `scale`; evaluate trims the same way.
+    The ground truth is trimmed (bottom/right) to a multiple of the scale; evaluate trims the same way.
     """
-    meta = VideoMeta.from_json(meta_json) if meta_json else probe(source)
-    w, h = meta.width - meta.width % scale, meta.height - meta.height % scale
-    with FrameWriter(out_video, w // scale, h // scale, meta.fps, LOSSLESS) as writer:
-        for batch in FrameReader(source, meta, batch_size=batch_size):
+    scale, kind = settings["scale"], settings["benchmark"]["degradation"]
+    info = VideoMeta.from_json(meta) if meta else probe_file(ground_truth)
+    w, h = info.width - info.width % scale, info.height - info.height % scale
+    with FrameWriter(input_video, w // scale, h // scale, info.fps, LOSSLESS) as writer:
+        for batch in FrameReader(ground_truth, info, batch_size=batch_size):
             writer.write(eval_degrade(crop_to_multiple(batch, scale), scale, kind))
 
 
-def extract(input_video: str | Path, out_frames: str | Path, count: int, val_fraction: float,
-            meta_json: str | Path | None = None) -> None:
-    """Sample `count` frames evenly (not every frame) and mark whole stretches for validation."""
-    meta = input_meta(input_video, meta_json)
-    indices = sample_indices(meta.frames, count)
-    frames = FrameReader(input_video, meta).read_selected(indices)
+def extract(*, input_video: str | Path, frames: str | Path, settings: dict, meta: str | Path | None = None) -> None:
+    """Sample `extract.frames` frames evenly (not every frame) and mark whole stretches for validation."""
+    count, val_fraction = settings["extract"]["frames"], settings["extract"]["val_fraction"]
+    info = _input_meta(input_video, meta)
+    indices = sample_indices(info.frames, count)
+    sampled = FrameReader(input_video, info).read_selected(indices)
     train_idx, val_idx = split_train_val(indices, val_fraction)
     is_val = np.isin(indices, val_idx)
-    save_frames(out_frames, frames, indices, is_val=is_val)
-    log.info("sampled %d of %d frames (%d for validation)", len(indices), meta.frames, int(is_val.sum()))
+    save_frames(frames, sampled, indices, is_val=is_val)
+    log.info("sampled %d of %d frames (%d for validation)", len(indices), info.frames, int(is_val.sum()))
 
 
-def degrade(frames_path: str | Path, out_pairs: str | Path, scale: int, degrade_cfg: dict) -> None:
+def degrade(*, frames: str | Path, pairs: str | Path, settings: dict) -> None:
     """Training pairs: degraded(frame) → frame, seeded; validation frames get one copy."""
-    data = load_npz(frames_path)
+    scale, degrade_cfg = settings["scale"], settings["degrade"]
+    data = load_npz(frames)
     chain = DegradeChain.from_config(degrade_cfg)
     rng = np.random.default_rng(degrade_cfg["seed"])
     hr_all = crop_to_multiple(data["frames"], scale)
@@ -89,45 +99,63 @@ def degrade(frames_path: str | Path, out_pairs: str | Path, scale: int, degrade_
             hrs.append(frame)
             is_val.append(val)
             indices.append(index)
-    save_pairs(out_pairs, np.stack(lrs), np.stack(hrs), np.array(is_val), np.array(indices))
+    save_pairs(pairs, np.stack(lrs), np.stack(hrs), np.array(is_val), np.array(indices))
 
 
-def pretrain_load(out_model: str | Path, scale: int, model_cfg: dict, checkpoint: str | None,
-                  pretrained: str | None) -> None:
-    """The base model of this run: the user's checkpoint if configured, else `pretrain`'s output.
-    Checks arch and scale and rewrites it in our format (weights only, never pickled code)."""
+def pretrain(*, model: str | Path, history: str | Path, settings: dict) -> dict:
+    """Train the base model on the configured photos (`pretrain.images`) with the degrade chain."""
+    from .data import load_image_sources
+    from .train import pretrain as train_base
+
+    cfg = settings["pretrain"]
+    images = load_image_sources(cfg["images"], cfg["max_images"])
+    return train_base(images, model, history, settings["scale"], settings["model"], cfg, settings["degrade"],
+                      settings["device"])
+
+
+def pretrain_load(*, model: str | Path, settings: dict, checkpoint: str | Path | None = None) -> None:
+    """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
+    (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
+    pickled code)."""
     from .train import model_kwargs
 
-    source = checkpoint or pretrained
+    source = settings.get("checkpoint") or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
-    model, header = load_model(source, arch=model_cfg["arch"], scale=scale, kwargs=model_kwargs(model_cfg))
+    net, header = load_model(source, arch=settings["model"]["arch"], scale=settings["scale"],
+                             kwargs=model_kwargs(settings["model"]))
     provenance = {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
                   "source_provenance": header.get("provenance")}
-    save_model(model, out_model, header["arch"], scale, header["kwargs"], provenance)
+    save_model(net, model, header["arch"], settings["scale"], header["kwargs"], provenance)
 
 
-def skip_fine_tune(base_model: str | Path, out_model: str | Path, out_log: str | Path, out_verdict: str | Path) -> None:
-    """fine_tune.enabled = false: the base model is the video's model."""
+def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path, settings: dict) -> dict:
+    """Fine-tune the base model on the video's pairs behind the guard (`train.fine_tune`), or,
+    with `fine_tune.enabled: false`, deliver the base model as the video's model."""
+    from .train import fine_tune as train_on_video
     from .train import keep_base
 
-    keep_base(base_model, out_model, out_log, out_verdict, "fine-tuning disabled in the config")
+    cfg = settings["fine_tune"]
+    if not cfg["enabled"]:
+        return keep_base(base, model, history, verdict, "fine-tuning disabled in the config")
+    return train_on_video(pairs, base, model, history, verdict, cfg, settings["device"],
+                          degrade_cfg=settings["degrade"])
 
 
-def infer(model_path: str | Path, input_video: str | Path, out_video: str | Path, mode: str,
-          encode_cfg: dict, infer_cfg: dict, device: str, meta_json: str | Path | None = None) -> dict:
+def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: dict, meta: str | Path | None = None) -> dict:
     """Enhance every frame. Benchmark mode encodes losslessly so scores reflect the model, not
     the encoder; `reassemble` encodes the deliverable with the configured codec."""
     from .infer import enhance_video
 
-    model, header = load_model(model_path)
-    meta = input_meta(input_video, meta_json) if mode == "benchmark" or meta_json else probe(input_video)
-    settings = LOSSLESS if mode == "benchmark" else encode_settings(encode_cfg, keep_order=meta.vfr)
+    mode, infer_cfg = settings["mode"], settings["infer"]
+    net, header = load_model(model)
+    info = _input_meta(input_video, meta) if mode == "benchmark" or meta else probe_file(input_video)
+    encode = LOSSLESS if mode == "benchmark" else encode_settings(settings["encode"], keep_order=info.vfr)
     if mode == "enhance":
-        warn_depth_and_hdr(input_video, meta, settings)
-    stats = enhance_video(model, input_video, out_video, header["scale"], settings, device=device,
+        warn_depth_and_hdr(input_video, info, encode)
+    stats = enhance_video(net, input_video, output, header["scale"], encode, device=settings["device"],
                           batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
-                          meta=meta, compile=infer_cfg.get("compile", False), transport=infer_cfg.get("transport", "auto"))
+                          meta=info, compile=infer_cfg["compile"], transport=infer_cfg["transport"])
     log.info("infer: %s", stats)
     return stats
 
@@ -153,15 +181,130 @@ def encode_settings(encode_cfg: dict, keep_order: bool = False) -> EncodeSetting
                           pix_fmt=encode_cfg["pix_fmt"], bframes=not keep_order)
 
 
-def reassemble(enhanced: str | Path, source: str | Path, input_video: str | Path, out_video: str | Path,
-               out_side_by_side: str | Path, mode: str, encode_cfg: dict, source_meta: str | Path | None = None) -> None:
-    """The deliverable (enhanced stream + the source's audio/subtitles, copied) and a comparison clip."""
-    settings = encode_settings(encode_cfg)
-    reencode = settings if mode == "benchmark" else None  # benchmark infer wrote lossless FFV1
-    source_meta = VideoMeta.from_json(source_meta) if source_meta else probe(source)
-    mux(enhanced, source, out_video, reencode, source_meta)
-    out = probe(out_video)
+def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | Path, deliverable: str | Path, side_by_side: str | Path,
+               settings: dict, meta: str | Path | None = None) -> None:
+    """The deliverable (enhanced stream + the source's audio/subtitles, copied) and a comparison
+    clip; refused (and removed) unless it has exactly the source's frame count."""
+    encode = encode_settings(settings["encode"])
+    reencode = encode if settings["mode"] == "benchmark" else None  # benchmark infer wrote lossless FFV1
+    source_meta = VideoMeta.from_json(meta) if meta else probe_file(source)
+    mux(enhanced, source, deliverable, reencode, source_meta)
+    out = probe_file(deliverable)
     if out.frames != source_meta.frames:
-        Path(out_video).unlink()
-        raise VideoError(f"{out_video}: has {out.frames} frames, the source {source} has {source_meta.frames}.")
-    side_by_side(input_video, enhanced, out_side_by_side, colour=source_meta.colour)
+        Path(deliverable).unlink()
+        raise VideoError(f"{deliverable}: has {out.frames} frames, the source {source} has {source_meta.frames}.")
+    make_side_by_side(input_video, enhanced, side_by_side, colour=source_meta.colour)
+
+
+def evaluate(*, scores: str | Path, crops: str | Path, settings: dict, ground_truth: str | Path | None = None,
+             meta: str | Path | None = None, input_video: str | Path | None = None, milestone: str | Path | None = None,
+             enhanced: str | Path | None = None, pairs: str | Path | None = None, base: str | Path | None = None,
+             model: str | Path | None = None) -> None:
+    """Per-frame scores of bicubic / milestone / fine-tuned: against the ground truth in benchmark
+    mode, on the video's own held-out frames in enhance mode (see `evaluate`)."""
+    from .evaluate import evaluate_benchmark, evaluate_selfval
+
+    border = settings["evaluate"]["crop_border"]
+    if settings["mode"] == "benchmark":
+        evaluate_benchmark(settings["video"], ground_truth, input_video, milestone, enhanced, settings["scale"], scores,
+                           border, crops, gt_meta_json=meta)
+    else:
+        evaluate_selfval(settings["video"], pairs, base, model, scores, border, settings["device"], crops)
+
+
+def report(*, scores: list[str], verdicts: list[str], csv: str | Path, md: str | Path, per_frame: str | Path, gains: str | Path,
+           settings: dict) -> None:
+    """The run's summary table and plots from every video's scores and verdict."""
+    from .report import write_report
+
+    write_report(scores, verdicts, settings["scales"], csv, md, per_frame, gains, settings["evaluate"]["crop_border"],
+                 settings["benchmark"]["degradation"])
+
+
+# ------------------------------------------------------------------------------ one video, whole
+@dataclass(frozen=True)
+class VideoFiles:
+    """One video's files in a work folder, named as the workflow names them under results/<video>/."""
+
+    meta: Path
+    input_video: Path
+    frames: Path
+    pairs: Path
+    base: Path
+    model: Path
+    history: Path
+    verdict: Path
+    enhanced: Path
+    milestone: Path
+    side_by_side: Path
+    scores: Path
+    crops: Path
+
+    @classmethod
+    def under(cls, folder: str | Path) -> VideoFiles:
+        f = Path(folder)
+        return cls(meta=f / "meta.json", input_video=f / "input.mkv", frames=f / "frames.npz", pairs=f / "pairs.npz",
+                   base=f / "base.pt", model=f / "model.pt", history=f / "fine_tune.history.csv",
+                   verdict=f / "verdict.json", enhanced=f / "infer" / "enhanced.mkv",
+                   milestone=f / "infer" / "milestone.mkv", side_by_side=f / "side_by_side.mp4",
+                   scores=f / "scores.csv", crops=f / "crops.png")
+
+
+def run_video(source: str | Path, deliverable: str | Path, settings: dict, work: str | Path, *,
+              base_checkpoint: str | Path | None = None, until: str | None = None, score: bool = False,
+              before: Callable[[str], None] | None = None) -> dict:
+    """One video through the workflow's steps, in rule order, without Snakemake: probe,
+    (benchmark mode: degrade_gt), extract, degrade, pretrain_load, fine_tune, infer, reassemble,
+    and with `score` the milestone's inference and evaluate.
+
+    `settings` is the whole per-video settings (`config.full_video_settings`); the base model is
+    `base_checkpoint` (a pretrained file; `settings["checkpoint"]` wins, as in the workflow).
+    `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
+    time one step). Logs one progress line per step and returns each step's seconds and the
+    fine-tune verdict."""
+    files = VideoFiles.under(work)
+    Path(work).mkdir(parents=True, exist_ok=True)
+    benchmark = settings["mode"] == "benchmark"
+    input_video = files.input_video if benchmark else source
+    input_meta = None if benchmark else files.meta  # the source's meta.json only describes the source
+    steps = [
+        ("probe", lambda: probe(source=source, meta=files.meta, settings=settings)),
+        ("degrade_gt", lambda: degrade_gt(ground_truth=source, meta=files.meta, input_video=files.input_video,
+                                          settings=settings)) if benchmark else None,
+        ("extract", lambda: extract(input_video=input_video, meta=input_meta, frames=files.frames, settings=settings)),
+        ("degrade", lambda: degrade(frames=files.frames, pairs=files.pairs, settings=settings)),
+        ("pretrain_load", lambda: pretrain_load(checkpoint=base_checkpoint, model=files.base, settings=settings)),
+        ("fine_tune", lambda: fine_tune(pairs=files.pairs, base=files.base, model=files.model, history=files.history,
+                                        verdict=files.verdict, settings=settings)),
+        ("infer", lambda: infer(model=files.model, input_video=input_video, meta=input_meta, output=files.enhanced,
+                                settings=settings)),
+        ("reassemble", lambda: reassemble(enhanced=files.enhanced, source=source, meta=files.meta,
+                                          input_video=input_video, deliverable=deliverable,
+                                          side_by_side=files.side_by_side, settings=settings)),
+        ("infer_milestone", lambda: infer(model=files.base, input_video=input_video, meta=input_meta,
+                                          output=files.milestone, settings=settings)) if score else None,
+        ("evaluate", lambda: evaluate(ground_truth=source, meta=files.meta, input_video=input_video,
+                                      milestone=files.milestone, enhanced=files.enhanced, pairs=files.pairs,
+                                      base=files.base, model=files.model, scores=files.scores, crops=files.crops,
+                                      settings=settings)) if score else None,
+    ]
+    steps = [s for s in steps if s is not None]
+    if until is not None:
+        names = [name for name, _ in steps]
+        if until not in names:
+            raise ValueError(f"until={until!r}: not one of {names}")
+        steps = steps[: names.index(until) + 1]
+    seconds: dict[str, float] = {}
+    result: dict = {"seconds": seconds, "files": files}
+    for number, (name, call) in enumerate(steps, start=1):
+        log.info("[%d/%d] %s: %s", number, len(steps), name, Path(source).name)
+        if before is not None:
+            before(name)
+        start = time.monotonic()
+        out = call()
+        seconds[name] = round(time.monotonic() - start, 2)
+        if name == "fine_tune":
+            result["verdict"] = out
+            log.info("[%d/%d] fine_tune: %s", number, len(steps), out["reason"])
+        log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, seconds[name])
+    return result

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import METHODS, summarize
-from .io import atomic_output, atomic_write_text
+from .files import atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,21 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
     wide["d_fine_tuned_vs_bicubic_db"] = wide.fine_tuned_psnr_y - wide.bicubic_psnr_y
     wide["d_fine_tuned_vs_milestone_db"] = wide.fine_tuned_psnr_y - wide.milestone_psnr_y
     wide["kept"] = wide.video.map(lambda v: verdicts.get(v, {}).get("kept", ""))
+    wide["guard_signal"] = wide.video.map(lambda v: verdicts.get(v, {}).get("signal", ""))
+    wide["guard_gain_db"] = wide.video.map(lambda v: verdicts.get(v, {}).get("gain_db", float("nan")))
+    wide["guard_stderr_db"] = wide.video.map(lambda v: verdicts.get(v, {}).get("gain_stderr_db", float("nan")))
+    wide["guard_reason"] = wide.video.map(lambda v: verdicts.get(v, {}).get("reason", ""))
     wide["fine_tune_seconds"] = wide.video.map(lambda v: verdicts.get(v, {}).get("seconds", float("nan")))
     wide["fine_tune_it_per_s"] = wide.video.map(lambda v: verdicts.get(v, {}).get("it_per_s", float("nan")))
     wide["fine_tune_device"] = wide.video.map(lambda v: verdicts.get(v, {}).get("device", ""))
     order = ["video", "protocol", "scale", "frames"] + [f"{m}_{k}" for k in ("psnr_y", "ssim_y", "psnr_rgb") for m in METHODS]
     order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db", "kept",
-              "fine_tune_seconds", "fine_tune_it_per_s", "fine_tune_device"]
+              "guard_signal", "guard_gain_db", "guard_stderr_db", "guard_reason", "fine_tune_seconds", "fine_tune_it_per_s", "fine_tune_device"]
     wide = wide[order]
     numeric = wide.select_dtypes("number").columns
     for protocol, group in wide.groupby("protocol", sort=False):
         overall = group[numeric].mean().to_dict()
-        overall.update(video="overall", protocol=protocol, kept=f"{(group.kept == 'fine_tuned').sum()}/{len(group)} fine-tuned",
+        overall.update(video="overall", protocol=protocol, guard_signal="", guard_reason="", kept=f"{(group.kept == 'fine_tuned').sum()}/{len(group)} fine-tuned",
                        scale=float("nan"), frames=group.frames.sum())
         wide = pd.concat([wide, pd.DataFrame([overall])], ignore_index=True)
     return wide
@@ -61,15 +65,18 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
 
 def markdown_table(summary: pd.DataFrame) -> str:
     header = ("| video | protocol | × | frames | bicubic Y-PSNR / SSIM | milestone | fine-tuned | Δ vs bicubic | "
-              "Δ vs milestone | kept | fine-tune s |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+              "Δ vs milestone | kept (held-out gain ± s.e., signal) | fine-tune s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in summary.itertuples():
         scale = "" if pd.isna(r.scale) else f"{int(r.scale)}"
         secs = "" if pd.isna(r.fine_tune_seconds) else f"{r.fine_tune_seconds:.0f}"
+        kept = r.kept if pd.isna(r.guard_gain_db) or not r.guard_signal else (
+            f"{r.kept} ({r.guard_gain_db:+.3f} ± {r.guard_stderr_db:.3f}, {r.guard_signal})")
         lines.append(
             f"| {r.video} | {r.protocol} | {scale} | {int(r.frames)} | {r.bicubic_psnr_y:.2f} / {r.bicubic_ssim_y:.4f} | "
             f"{r.milestone_psnr_y:.2f} / {r.milestone_ssim_y:.4f} | {r.fine_tuned_psnr_y:.2f} / {r.fine_tuned_ssim_y:.4f} | "
-            f"{r.d_fine_tuned_vs_bicubic_db:+.2f} dB | {r.d_fine_tuned_vs_milestone_db:+.2f} dB | {r.kept} | {secs} |"
+            f"{r.d_fine_tuned_vs_bicubic_db:+.2f} dB | {r.d_fine_tuned_vs_milestone_db:+.2f} dB | {kept} | {secs} |"
         )
     return header + "\n".join(lines) + "\n"
 
@@ -128,7 +135,10 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     text = ("# videnhance report\n\n" + markdown_table(summary) + "\n" + PROTOCOL.format(border=border, degradation=degradation,
                                                                                      kernel=KERNELS[degradation])
             + "\n\n'kept' is the guard's verdict: the fine-tuned model is delivered only if it beat the base model "
-            "on the video's held-out frames.\n")
+            "on pairs made from the video's held-out frames: its mean Y-PSNR gain per held-out frame ± standard error, "
+            "on the signal that decided (near_scale: the base model's output for held-out frames, shrunk slightly, → "
+            "that degraded: pairs at the scale of use; frame: held-out frame degraded ×scale → frame). "
+            "Each video's verdict.json has both signals, every round, and the reason.\n")
     atomic_write_text(out_md, text)
     plot_per_frame(score_files, out_frames_png)
     plot_gains(summary, out_gains_png)

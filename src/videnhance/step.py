@@ -1,5 +1,10 @@
-"""Glue for the workflow's thin scripts: logging into the rule's log file, thread count, and
-errors that reach the user as one clear line (file + what to do) instead of a traceback."""
+"""Glue for the workflow's thin scripts: logging into the rule's log file, thread count, the
+step's settings, and errors that reach the user as one clear line (file + what to do) instead of a
+traceback. Every script in workflow/scripts/ is
+
+    with rule_step(snakemake) as settings:
+        pipeline.<rule>(**snakemake.input, **snakemake.output, settings=settings)
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 
-from .config import ConfigError
-from .io import VideoError
-from .models import ModelFileError
-
-USER_ERRORS = (VideoError, ConfigError, ModelFileError)
+from .errors import VidenhanceError
 
 
 @contextmanager
@@ -41,7 +42,7 @@ def step(log_path: str | None, threads: int = 1, name: str = "videnhance"):
         sys.stdout = log_file  # fastai/fastprogress bars go to the log, not between other jobs' lines
     try:
         yield logging.getLogger(name)
-    except USER_ERRORS as err:
+    except VidenhanceError as err:
         logging.getLogger(name).error("%s", err)
         print(f"\nvidenhance error: {err}\n  (log: {log_path})", file=sys.stderr)
         sys.exit(1)
@@ -53,3 +54,15 @@ def step(log_path: str | None, threads: int = 1, name: str = "videnhance"):
         if log_file is not None:
             logging.getLogger().removeHandler(handlers[-1])
             log_file.close()
+
+
+@contextmanager
+def rule_step(sm):
+    """`step` for a Snakemake script: the rule's log, threads and name, and the step's settings:
+    the rule's `params` (the config sections it declares, so Snakemake reruns it when they change;
+    `version` is only there for that) plus the run-time `device` and `infer` keys."""
+    from .config import runtime_settings
+
+    settings = {k: v for k, v in sm.params.items() if k != "version"} | runtime_settings(sm.config)
+    with step(sm.log[0] if sm.log else None, sm.threads, sm.rule):
+        yield settings

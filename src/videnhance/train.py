@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from torch import nn
 from . import __version__
 from .config import ConfigError
 from .data import FixedBatches, PatchBatches, load_npz
-from .degrade import DegradeChain, make_pairs, resize
+from .degrade import DegradeChain, make_pairs, shrink_and_crop
+from .files import atomic_output, atomic_write_text
+from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, run_model
-from .io import atomic_output, atomic_write_text
-from .metrics import score_frame
 from .models import build_model, load_model, save_model
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,36 @@ def _time_budget_callback(max_seconds: float | None):
     return TimeBudget()
 
 
+def _plain_progress_callback(every_seconds: float = 10.0):
+    from fastai.callback.core import Callback
+
+    class PlainProgress(Callback):
+        """Progress for log files, in place of fastprogress's bars (whose carriage-return frames
+        made a fine-tune log 31 kB): one log line per epoch with its losses and metric, and one
+        every `every_seconds` inside a long epoch."""
+
+        order = 61  # after the Recorder (50) has computed the epoch's values
+
+        def before_fit(self):
+            self.start = self.last = time.monotonic()
+
+        def after_batch(self):
+            now = time.monotonic()
+            if self.training and now - self.last >= every_seconds:
+                self.last = now
+                log.info("epoch %d/%d: step %d/%d, smoothed loss %.5f, %.0f s", self.epoch + 1, self.n_epoch,
+                         self.iter + 1, self.n_iter, float(self.smooth_loss), now - self.start)
+
+        def after_epoch(self):
+            self.last = time.monotonic()
+            values = dict(zip(self.recorder.metric_names, self.recorder.log, strict=False))
+            shown = ", ".join(f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+                              if k != "epoch")
+            log.info("epoch %d/%d: %s", self.epoch + 1, self.n_epoch, shown)
+
+    return PlainProgress()
+
+
 def _checkpoint_callback(path: Path, fingerprint: str, train: PatchBatches, log_csv: Path, previous_rows: str):
     from fastai.callback.core import Callback
 
@@ -193,7 +224,8 @@ def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int,
         fingerprint: str = "") -> dict:
     """Train `model` in place with fastai's one-cycle policy; returns what happened.
 
-    With `checkpoint`, state is saved after every epoch and a matching checkpoint (same
+    Progress: fastprogress's live bars when standard output is a terminal, else one plain log
+    line per epoch (`progress=False`: neither). With `checkpoint`, state is saved after every epoch and a matching checkpoint (same
     `fingerprint`) is resumed from: the one-cycle schedule continues at that epoch.
     """
     from fastai.callback.progress import CSVLogger, ProgressCallback
@@ -203,6 +235,7 @@ def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int,
     from fastai.optimizer import Adam
 
     log_csv = Path(log_csv)
+    log_csv.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint) if checkpoint else None
     resume = _load_checkpoint(checkpoint, fingerprint)
     dls = DataLoaders(train, valid, path=log_csv.parent, device=device)
@@ -221,8 +254,11 @@ def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int,
         train.gen.set_state(resume["sampler"])
         start_epoch = int(resume["epoch"])
         log.info("resuming training from epoch %d of %d (checkpoint %s)", start_epoch, epochs, checkpoint)
-    if not progress:
+    if not (progress and sys.stdout.isatty()):
         learn.remove_cb(ProgressCallback)
+        if progress:
+            learn.add_cb(_plain_progress_callback())
+        learn.logger = lambda *_: None  # not the Recorder's print of each epoch's list (the CSV logger wraps this)
     if device.type == "cuda":
         learn.to_bf16()
     start = time.monotonic()
@@ -300,12 +336,6 @@ def model_kwargs(model_cfg: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------- fine-tune
-def score_pairs(model: nn.Module, lr: np.ndarray, hr: np.ndarray, device: torch.device, batch_size: int = 4) -> list[dict]:
-    """Per-frame scores of `model` (or bicubic when model is None) on uint8 pairs."""
-    outs = run_model(model, lr, hr.shape[1:3], device=device, batch_size=batch_size)
-    return [score_frame(h, o) for h, o in zip(hr, outs, strict=True)]
-
-
 def near_scale_pairs(teacher: nn.Module, frames: np.ndarray, scale: int, chain: DegradeChain,
                      shrink: tuple[float, float], per_frame: int, crop: int, seed: int,
                      device: torch.device, batch_size: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -322,14 +352,8 @@ def near_scale_pairs(teacher: nn.Module, frames: np.ndarray, scale: int, chain: 
     lrs, hrs = [], []
     for start in range(0, len(frames), batch_size):
         for out in run_model(teacher, frames[start : start + batch_size], device=device, batch_size=batch_size):
-            h, w = out.shape[:2]
             for _ in range(per_frame):
-                f = float(rng.uniform(*shrink))
-                th, tw = max(scale, int(h * f) // scale * scale), max(scale, int(w * f) // scale * scale)
-                target = resize(out[None], (th, tw))[0] if (th, tw) != (h, w) else out
-                ch, cw = min(crop, th) // scale * scale, min(crop, tw) // scale * scale
-                y, x = int(rng.integers(0, th - ch + 1)), int(rng.integers(0, tw - cw + 1))
-                target = np.ascontiguousarray(target[y : y + ch, x : x + cw])
+                target = shrink_and_crop(out, float(rng.uniform(*shrink)), scale, crop, rng)
                 lrs.append(chain.apply(target, scale, rng))
                 hrs.append(target)
     return lrs, hrs
@@ -390,44 +414,80 @@ def _join_round_logs(logs: list[Path], out_log: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def guard(base_scores: list[dict], tuned_scores: list[dict], min_gain_db: float, z: float) -> dict:
-    """Keep the fine-tuned model only if its Y-PSNR gain over the base on the held-out frames is
-    above `min_gain_db` and clearly more than noise: the mean per-frame gain must exceed `z`
-    standard errors (a handful of frames can show a +0.01 dB "gain" that does not hold up)."""
-    gains = np.array([t["psnr_y"] - b["psnr_y"] for b, t in zip(base_scores, tuned_scores, strict=True)])
-    gain = float(gains.mean())
-    stderr = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
-    finite = bool(np.isfinite(gains).all())
-    keep = finite and gain > min_gain_db and (z == 0 or gain > z * stderr)
-    n = len(gains)
-    if keep:
-        reason = f"fine-tuned beats the base by {gain:+.3f} dB Y-PSNR (±{stderr:.3f} s.e.) on {n} held-out frames"
-    elif finite and gain > min_gain_db:
-        reason = (f"fine-tuned gains {gain:+.3f} dB on {n} held-out frames, within noise (less than {z} × "
-                  f"{stderr:.3f} dB standard error); keeping the base model")
-    else:
-        reason = (f"fine-tuned did not beat the base by more than {min_gain_db} dB ({gain:+.3f} dB on {n} "
-                  "held-out frames); keeping the base model")
-    return {"kept": "fine_tuned" if keep else "base", "reason": reason, "gain_db": gain, "gain_stderr_db": stderr}
+class RoundTracker:
+    """Early stopping per round, in the manner of fastai's `TrackerCallback` family: after each
+    round the model is scored on the held-out pairs (`guard.Judge`); a round that does not improve
+    on the best model so far (`guard.Rule.better`) is undone, its weights replaced by the best
+    ones, and the next round runs at lr × `backoff`. After `patience` undone rounds in a row the
+    fine-tune stops: more rounds from the same weights at a lower rate rarely pay for themselves.
+    With `guard` False every round is kept (to measure the signal, `tools/guard_signal.py`)."""
+
+    def __init__(self, rule: Rule, judge: Judge, model: nn.Module, lr: float, backoff: float, patience: int,
+                 guard: bool = True):
+        self.rule, self.judge, self.guard = rule, judge, guard
+        self.lr, self.backoff, self.patience = lr, backoff, patience
+        self.best: dict[str, Signal] | None = None  # signals of the best model so far; None = the base
+        self.best_state, self.best_scores = _state_copy(model), judge.base_scores
+        self.undone_in_a_row, self.report = 0, []
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.guard and self.patience and self.undone_in_a_row >= self.patience)
+
+    def after_round(self, r: int, model: nn.Module) -> bool:
+        scores = self.judge.score(model)
+        signals = self.judge.signals(scores)
+        kept = not self.guard or self.rule.better(signals, self.best)
+        self.report.append({"round": r, "lr": self.lr, "kept": kept, "val_gain_db": round(signals["frame"].gain_db, 4),
+                            "signals": {k: v.as_dict() for k, v in signals.items()}})
+        if kept:
+            self.best, self.best_state, self.best_scores = signals, _state_copy(model), scores
+            self.undone_in_a_row = 0
+        else:
+            model.load_state_dict(self.best_state)
+            self.lr *= self.backoff
+            self.undone_in_a_row += 1
+            log.info("round %d did not improve the held-out %s pairs (%+.3f dB vs the base); undone, next lr %g", r,
+                     self.rule.signal, signals[self.rule.signal].gain_db, self.lr)
+        return kept
+
+    def state(self) -> dict:
+        """What a resumed run needs (the weights are saved beside it)."""
+        best = {k: v.as_dict() for k, v in self.best.items()} if self.best else None
+        return {"lr": self.lr, "undone_in_a_row": self.undone_in_a_row, "report": self.report, "best": best}
+
+    def load_state(self, state: dict, model: nn.Module) -> None:
+        self.lr, self.undone_in_a_row, self.report = state["lr"], state["undone_in_a_row"], state["report"]
+        self.best = {k: Signal(**v) for k, v in state["best"].items()} if state["best"] else None
+        self.best_state = _state_copy(model)
+        self.best_scores = self.judge.score(model) if self.best else self.judge.base_scores
+
+
+def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scale: int, cfg: dict,
+                   chain: DegradeChain, device: torch.device) -> Judge:
+    """The guard's held-out pairs for one video (`guard`): its frame pairs as `degrade` made them,
+    and near-scale pairs made from the same held-out frames by the base model."""
+    near = near_scale_set(base, hr_val, scale, chain, tuple(cfg["shrink"]), cfg["guard_targets_per_frame"],
+                          crop=8 * cfg["patch"] * scale, seed=cfg["seed"] + 7919, device=device)
+    frame = HeldOutSet(list(lr_val), list(hr_val), np.arange(len(lr_val)))
+    return Judge({"frame": frame, "near_scale": near}, base, device)
 
 
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
               out_verdict: str | Path, cfg: dict, device: str = "auto", *, degrade_cfg: dict) -> dict:
-    """Fine-tune the base model on one video; keep it only if it beats the base on the held-out
-    validation frames (Y-PSNR gain > `min_gain_db` and > `guard_z` standard errors). Writes the
-    kept model and a verdict.
+    """Fine-tune the base model on one video; deliver it only if the guard finds it better than
+    the base on the video's held-out frames (`guard`). Writes the delivered model and a verdict.
 
-    `cfg["pairs"]` picks the training pairs: "near_scale" (the base model's own output, shrunk
+    `cfg["pairs"]` picks the training pairs: "near_scale" (the model's own output, shrunk
     slightly, → the same degraded; see `near_scale_pairs`) or "frame" (degraded frame → frame, as
     made by the `degrade` step). `degrade_cfg` is the configured chain: near-scale inputs are made
-    with it, as the `degrade` step made the frame pairs. Validation always uses held-out frame pairs:
-    the only pairs whose target is real video, not a model's output.
+    with it, as the `degrade` step made the frame pairs.
 
-    Early stopping works per round: after each round the held-out frames are scored, a round that
-    lowered them is undone, and the next round runs at `lr × lr_backoff`. So a learning rate that
-    is too high for this video costs one round, not the result. The guard then compares the best
-    round with the base (on the same frames, so with a little selection optimism; `guard_z` and
-    `min_gain_db` keep it conservative)."""
+    The steps are split into rounds, each scored on the held-out pairs (`RoundTracker`): a round
+    that does not improve them is undone and the next runs at `lr × lr_backoff`, and after
+    `patience` undone rounds in a row the fine-tune stops. The guard (`guard.Rule`) then judges
+    the best round against the base on the same pairs, so with a little selection optimism;
+    `guard_z` and the frame-pair margin keep it conservative."""
     dev = pick_device(device)
     seed_everything(cfg["seed"])
     pairs = load_npz(pairs_path)
@@ -441,9 +501,10 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                   "check a fine-tuned model; the base model is kept without fine-tuning")
         log.warning("%s: %s", pairs_path, reason)
         return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
-    base_scores = score_pairs(base, lr_val, hr_val, dev)
-    base_psnr = float(np.mean([s["psnr_y"] for s in base_scores]))
-    bicubic_psnr = float(np.mean([s["psnr_y"] for s in score_pairs(None, lr_val, hr_val, dev)]))
+    chain = DegradeChain.from_config(degrade_cfg)
+    rule = Rule.from_config(cfg)
+    judge = held_out_judge(base, lr_val, hr_val, scale, cfg, chain, dev)
+    bicubic_psnr = judge.mean_psnr(judge.score(None))
 
     model, _ = load_model(base_model_path)
     kind = cfg["pairs"]
@@ -454,67 +515,64 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     train_frames = hr_train[np.sort(first)]
     valid = FixedBatches(list(lr_val), list(hr_val), batch_size=2, device=dev)
     fingerprint = run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path)
+    tracker = RoundTracker(rule, judge, model, float(cfg["lr"]), float(cfg["lr_backoff"]), cfg["patience"],
+                           guard=cfg["guard"])
     totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
-    logs = []
-    # early stopping at round level: after each round the held-out frames decide whether the round
-    # is kept; a round that made them worse is undone and the next one runs at lr × lr_backoff
-    lr, best_psnr, best_state = float(cfg["lr"]), base_psnr, _state_copy(model)
-    best_scores: list[dict] | None = base_scores  # the held-out scores of the model as it stands
-    round_report = []
+    logs, rounds_run = [], 0
     for r in range(rounds):
+        if tracker.stopped:
+            log.info("stopping after round %d: %d round(s) in a row did not improve the held-out pairs "
+                     "(fine_tune.patience); rounds %d-%d skipped", r, tracker.undone_in_a_row, r + 1, rounds)
+            break
+        rounds_run = r + 1
         round_log = Path(out_log) if rounds == 1 else Path(out_log).with_suffix(f".round{r + 1}.csv")
         done = Path(out_model).with_suffix(f".round{r + 1}.done")
         logs.append(round_log)
         if rounds > 1 and (saved := _round_done(done, fingerprint, model)) is not None:
             log.info("round %d of %d was finished by an earlier run; going on", r + 1, rounds)
-            lr, best_psnr, round_report = saved["next_lr"], saved["best_psnr"], json.loads(saved["report"])
-            best_state, best_scores = _state_copy(model), None  # not saved: scored again below
+            tracker.load_state(json.loads(saved["tracker"]), model)
             continue
         if kind == "near_scale":  # targets from the model as it is now: the base, then the best round's
             lr_train, hr_train = near_scale_pairs(
-                model, train_frames, scale, DegradeChain.from_config(degrade_cfg), tuple(cfg["shrink"]),
-                cfg["targets_per_frame"], crop=4 * cfg["patch"] * scale, seed=cfg["seed"] + r, device=dev)
+                model, train_frames, scale, chain, tuple(cfg["shrink"]), cfg["targets_per_frame"],
+                crop=4 * cfg["patch"] * scale, seed=cfg["seed"] + r, device=dev)
         train = PatchBatches(list(lr_train), list(hr_train), scale, cfg["patch"], cfg["batch_size"], per_epoch,
                              seed=cfg["seed"] + r, device=dev)
         log.info("fine-tuning%s on %d %s pairs from %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
                  f" round {r + 1} of {rounds}" if rounds > 1 else "", len(lr_train), kind, len(train_frames),
-                 len(lr_val), epochs, per_epoch, lr, dev)
+                 len(lr_val), epochs, per_epoch, tracker.lr, dev)
         checkpoint = Path(out_model).with_suffix(f".round{r + 1}.ckpt" if rounds > 1 else ".ckpt")
-        stats = fit(model, train, valid, epochs, lr, cfg["loss"], round_log, dev, max_seconds,
-                    checkpoint=checkpoint, fingerprint=f"{fingerprint}:{r}:{lr}")
+        stats = fit(model, train, valid, epochs, tracker.lr, cfg["loss"], round_log, dev, max_seconds,
+                    checkpoint=checkpoint, fingerprint=f"{fingerprint}:{r}:{tracker.lr}")
         totals["seconds"] += stats["seconds"]
         totals["steps"] += stats["steps"]
         totals["resumed_from_epoch"] = totals["resumed_from_epoch"] or stats["resumed_from_epoch"]
-        round_scores = score_pairs(model, lr_val, hr_val, dev)
-        round_psnr = float(np.mean([s["psnr_y"] for s in round_scores]))
-        kept = bool(np.isfinite(round_psnr) and round_psnr > best_psnr)
-        round_report.append({"round": r + 1, "lr": lr, "val_gain_db": round(round_psnr - base_psnr, 4),
-                             "kept": kept})
-        if kept:
-            best_psnr, best_state, best_scores = round_psnr, _state_copy(model), round_scores
-        else:
-            model.load_state_dict(best_state)
-            lr *= float(cfg["lr_backoff"])
-            log.info("round %d lowered the held-out Y-PSNR (%+.3f dB vs the base); undone, next lr %g",
-                     r + 1, round_psnr - base_psnr, lr)
+        tracker.after_round(r + 1, model)
         if rounds > 1:
             with atomic_output(done) as tmp:
-                torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "next_lr": lr,
-                            "best_psnr": best_psnr, "report": json.dumps(round_report)}, tmp)
+                torch.save({"fingerprint": fingerprint, "model": model.state_dict(),
+                            "tracker": json.dumps(tracker.state())}, tmp)
         checkpoint.unlink(missing_ok=True)
     if rounds > 1:
         _join_round_logs(logs, Path(out_log))
+    signals = judge.signals(tracker.best_scores)
+    if cfg["guard"]:
+        keep_tuned, reason = rule.decide(signals)
+    else:
+        keep_tuned, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
+    deciding = signals[rule.signal]
     stats = {"seconds": round(totals["seconds"], 2), "steps": totals["steps"],
              "it_per_s": round(totals["steps"] / max(totals["seconds"], 1e-9), 3),
-             "resumed_from_epoch": totals["resumed_from_epoch"], "rounds": rounds, "round_report": round_report}
-    tuned_scores = best_scores if best_scores is not None else score_pairs(model, lr_val, hr_val, dev)
-    tuned_psnr = float(np.mean([s["psnr_y"] for s in tuned_scores]))
-    verdict_fields = guard(base_scores, tuned_scores, cfg["min_gain_db"], cfg["guard_z"])
-    keep_tuned = verdict_fields["kept"] == "fine_tuned"
+             "resumed_from_epoch": totals["resumed_from_epoch"], "rounds": rounds, "rounds_run": rounds_run,
+             "round_report": tracker.report}
+    tuned_psnr, base_psnr = judge.mean_psnr(tracker.best_scores), judge.mean_psnr(judge.base_scores)
     verdict = {
-        **verdict_fields,
+        "kept": "fine_tuned" if keep_tuned else "base", "reason": reason, "signal": rule.signal,
+        "gain_db": deciding.gain_db, "gain_stderr_db": deciding.stderr_db,
+        "signals": {k: v.as_dict() for k, v in signals.items()},
         "val_frames": int(len(lr_val)), "train_frames": int(len(train_frames)), "train_pairs": int(len(lr_train)),
-        "val_psnr_y": {"bicubic": bicubic_psnr, "milestone": base_psnr, "fine_tuned": tuned_psnr},
+        "val_psnr_y": {"bicubic": bicubic_psnr["frame"], "milestone": base_psnr["frame"],
+                       "fine_tuned": tuned_psnr["frame"]},
         "lr": cfg["lr"], "pairs": kind, "device": str(dev), **stats,
     }
     provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}

@@ -37,7 +37,7 @@ def input_files(wildcards):
     """The input video, and the probe step's meta.json when that video is the user's source (so
     later steps need not decode it again to count frames). In benchmark mode the input is our own
     lossless file, and the ground truth's meta.json must not feed the training side."""
-    files = {"video": input_video(wildcards)}
+    files = {"input_video": input_video(wildcards)}
     if SETTINGS[wildcards.video]["mode"] == "enhance":
         files["meta"] = f"{RESULTS}/{wildcards.video}/meta.json"
     return files
@@ -45,6 +45,31 @@ def input_files(wildcards):
 
 def base_model_for(wildcards):
     return f"{RESULTS}/base/x{SETTINGS[wildcards.video]['scale']}.pt"
+
+
+def model_for(wildcards):
+    """What `infer` runs: the video's model (enhanced), or the base model (milestone)."""
+    if wildcards.which == "enhanced":
+        return f"{RESULTS}/{wildcards.video}/model.pt"
+    return base_model_for(wildcards)
+
+
+def get_base_source(wildcards):
+    """The user's checkpoint, else the `pretrain` rule's model at this scale."""
+    return CFG["checkpoint"] or pretrained_name(wildcards.scale)
+
+
+def get_scale(wildcards):
+    return int(wildcards.scale)
+
+
+def get_video_id(wildcards):
+    return wildcards.video
+
+
+def get_evaluate_gpus(wildcards):
+    """Enhance-mode evaluate runs both models on the held-out frames; benchmark mode only reads videos."""
+    return int(SETTINGS[wildcards.video]["mode"] != "benchmark")
 
 
 def pretrained_name(scale):
@@ -57,7 +82,7 @@ def evaluate_inputs(wildcards):
         return {
             "ground_truth": source_video(wildcards),
             "meta": f"{RESULTS}/{vid}/meta.json",
-            "input": f"{RESULTS}/{vid}/input.mkv",
+            "input_video": f"{RESULTS}/{vid}/input.mkv",
             "milestone": f"{RESULTS}/{vid}/infer/milestone.mkv",
             "enhanced": f"{RESULTS}/{vid}/infer/enhanced.mkv",
         }

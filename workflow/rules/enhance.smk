@@ -4,13 +4,9 @@
 rule infer:
     input:
         unpack(input_files),
-        model=lambda wc: (
-            f"{RESULTS}/{wc.video}/model.pt"
-            if wc.which == "enhanced"
-            else base_model_for(wc)
-        ),
+        model=model_for,
     output:
-        video=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",
+        output=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",
     log:
         f"{RESULTS}/{{video}}/logs/infer_{{which}}.log",
     benchmark:
@@ -21,7 +17,7 @@ rule infer:
     resources:
         gpu=1,
     params:
-        mode=lambda wc: SETTINGS[wc.video]["mode"],
+        mode=lookup(dpath="{video}/mode", within=SETTINGS),
         encode=CFG["encode"],
         version=VERSION,
     script:
@@ -33,9 +29,9 @@ rule reassemble:
         enhanced=f"{RESULTS}/{{video}}/infer/enhanced.mkv",
         source=source_video,
         meta=rules.probe.output.meta,
-        video=input_video,
+        input_video=input_video,
     output:
-        video=f"{RESULTS}/{{video}}/enhanced.{EXT}",
+        deliverable=f"{RESULTS}/{{video}}/enhanced.{EXT}",
         side_by_side=f"{RESULTS}/{{video}}/side_by_side.mp4",
     log:
         f"{RESULTS}/{{video}}/logs/reassemble.log",
@@ -45,7 +41,7 @@ rule reassemble:
         "../../envs/videnhance.yaml"
     threads: 2
     params:
-        mode=lambda wc: SETTINGS[wc.video]["mode"],
+        mode=lookup(dpath="{video}/mode", within=SETTINGS),
         encode=CFG["encode"],
         version=VERSION,
     script:

@@ -19,10 +19,11 @@ rule evaluate:
         "../../envs/videnhance.yaml"
     threads: 2
     resources:
-        gpu=lambda wc: int(SETTINGS[wc.video]["mode"] != "benchmark"),  # runs both models
+        gpu=get_evaluate_gpus,
     params:
-        mode=lambda wc: SETTINGS[wc.video]["mode"],
-        scale=lambda wc: SETTINGS[wc.video]["scale"],
+        video=get_video_id,
+        mode=lookup(dpath="{video}/mode", within=SETTINGS),
+        scale=lookup(dpath="{video}/scale", within=SETTINGS),
         evaluate=CFG["evaluate"],
         version=VERSION,
     script:
@@ -61,7 +62,7 @@ rule report:
     params:
         scales={vid: s["scale"] for vid, s in SETTINGS.items()},
         evaluate=CFG["evaluate"],
-        degradation=CFG["benchmark"]["degradation"],
+        benchmark=CFG["benchmark"],
         version=VERSION,
     script:
         "../scripts/report.py"

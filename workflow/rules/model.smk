@@ -15,6 +15,7 @@ rule pretrain:
     resources:
         gpu=1,
     params:
+        scale=get_scale,
         model=CFG["model"],
         pretrain=CFG["pretrain"],
         degrade=CFG["degrade"],
@@ -25,7 +26,7 @@ rule pretrain:
 
 rule pretrain_load:
     input:
-        checkpoint=lambda wc: CFG["checkpoint"] or pretrained_name(wc.scale),
+        checkpoint=get_base_source,
     output:
         model=f"{RESULTS}/base/x{{scale}}.pt",
     log:
@@ -33,8 +34,9 @@ rule pretrain_load:
     conda:
         "../../envs/videnhance.yaml"
     params:
+        scale=get_scale,
         model=CFG["model"],
-        user_checkpoint=CFG["checkpoint"],
+        checkpoint=CFG["checkpoint"],
         version=VERSION,
     script:
         "../scripts/pretrain_load.py"
@@ -58,8 +60,8 @@ rule fine_tune:
     resources:
         gpu=1,
     params:
-        fine_tune=lambda wc: SETTINGS[wc.video]["fine_tune"],
-        degrade=lambda wc: SETTINGS[wc.video]["degrade"],
+        fine_tune=lookup(dpath="{video}/fine_tune", within=SETTINGS),
+        degrade=lookup(dpath="{video}/degrade", within=SETTINGS),
         version=VERSION,
     script:
         "../scripts/fine_tune.py"

@@ -3,7 +3,7 @@
 
 rule probe:
     input:
-        video=source_video,
+        source=source_video,
     output:
         meta=f"{RESULTS}/{{video}}/meta.json",
     log:
@@ -11,8 +11,8 @@ rule probe:
     conda:
         "../../envs/videnhance.yaml"
     params:
-        scale=lambda wc: SETTINGS[wc.video]["scale"],
-        mode=lambda wc: SETTINGS[wc.video]["mode"],
+        scale=lookup(dpath="{video}/scale", within=SETTINGS),
+        mode=lookup(dpath="{video}/mode", within=SETTINGS),
         version=VERSION,
     script:
         "../scripts/probe.py"
@@ -24,7 +24,7 @@ rule degrade_gt:
         ground_truth=source_video,
         meta=rules.probe.output.meta,
     output:
-        video=f"{RESULTS}/{{video}}/input.mkv",
+        input_video=f"{RESULTS}/{{video}}/input.mkv",
     log:
         f"{RESULTS}/{{video}}/logs/degrade_gt.log",
     benchmark:
@@ -33,8 +33,8 @@ rule degrade_gt:
         "../../envs/videnhance.yaml"
     threads: 2
     params:
-        scale=lambda wc: SETTINGS[wc.video]["scale"],
-        degradation=lambda wc: SETTINGS[wc.video]["benchmark"]["degradation"],
+        scale=lookup(dpath="{video}/scale", within=SETTINGS),
+        benchmark=lookup(dpath="{video}/benchmark", within=SETTINGS),
         version=VERSION,
     script:
         "../scripts/degrade_gt.py"
@@ -52,7 +52,7 @@ rule extract:
     conda:
         "../../envs/videnhance.yaml"
     params:
-        extract=lambda wc: SETTINGS[wc.video]["extract"],
+        extract=lookup(dpath="{video}/extract", within=SETTINGS),
         version=VERSION,
     script:
         "../scripts/extract.py"
@@ -68,8 +68,8 @@ rule degrade:
     conda:
         "../../envs/videnhance.yaml"
     params:
-        scale=lambda wc: SETTINGS[wc.video]["scale"],
-        degrade=lambda wc: SETTINGS[wc.video]["degrade"],
+        scale=lookup(dpath="{video}/scale", within=SETTINGS),
+        degrade=lookup(dpath="{video}/degrade", within=SETTINGS),
         version=VERSION,
     script:
         "../scripts/degrade.py"

@@ -1,6 +1,6 @@
-from videnhance.pipeline import degrade
-from videnhance.step import step
+from videnhance import pipeline
+from videnhance.step import rule_step
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-with step(sm.log[0], sm.threads, "degrade"):
-    degrade(sm.input.frames, sm.output.pairs, sm.params.scale, sm.params.degrade)
+with rule_step(sm) as settings:
+    pipeline.degrade(**sm.input, **sm.output, settings=settings)

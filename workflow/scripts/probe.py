@@ -1,6 +1,6 @@
-from videnhance.pipeline import probe_video
-from videnhance.step import step
+from videnhance import pipeline
+from videnhance.step import rule_step
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
-with step(sm.log[0], sm.threads, "probe"):
-    probe_video(sm.input.video, sm.output.meta, sm.params.scale, sm.params.mode)
+with rule_step(sm) as settings:
+    pipeline.probe(**sm.input, **sm.output, settings=settings)

@@ -1,0 +1,173 @@
+"""The guard: is the fine-tuned model better than the base model on *this* video?
+
+The fine-tune never sees the video's ground truth (there is none in enhance mode), so it is judged
+on held-out stretches of the video's own frames (`data.split_train_val`), with two kinds of pairs:
+
+- **frame**: held-out frame degraded ×scale → that frame. The target is real video, but the
+  content is `scale` times smaller than the model meets in use: at ×4 a 480×360 frame is judged
+  on 120×90 inputs.
+- **near_scale**: the base model's output for a held-out frame, shrunk by factors spread over
+  `fine_tune.shrink`, → that degraded by the configured chain. Pairs at the scale of use, made the
+  way the near-scale training pairs are (`train.near_scale_pairs`), from held-out frames only.
+  The target is the base model's output, not real video.
+
+Every model (the base, each round, the result) is scored on the same fixed pairs: inference
+only. A held-out frame is the unit of evidence: its near-scale pairs are averaged first, and the
+mean per-frame gain over the base and its standard error across frames decide
+(`decide`). Which signal decides, and the margins, were chosen by the table in docs/quality.md
+(`tools/guard_signal.py` measures it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .degrade import DegradeChain, shrink_and_crop
+from .infer import run_model
+from .metrics import psnr, rgb_to_y
+
+SIGNALS = ("frame", "near_scale")
+
+
+@dataclass
+class HeldOutSet:
+    """Evaluation pairs and the held-out frame each came from (its `group`)."""
+
+    lr: list[np.ndarray]
+    hr: list[np.ndarray]
+    group: np.ndarray
+
+
+@dataclass
+class Signal:
+    """A model's Y-PSNR gain over the base on one held-out set: mean over held-out frames of the
+    per-frame gain (each frame's pairs averaged first), its standard error, and the counts."""
+
+    gain_db: float
+    stderr_db: float
+    frames: int
+    pairs: int
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def near_scale_set(base: nn.Module, frames: np.ndarray, scale: int, chain: DegradeChain,
+                   shrink: tuple[float, float], per_frame: int, crop: int, seed: int,
+                   device: torch.device) -> HeldOutSet:
+    """Held-out pairs at the scale of use: for each held-out frame, the base model's output shrunk
+    by `per_frame` factors spread evenly over `shrink` (a crop of at most `crop` px a side at a
+    seeded place), → that degraded by `chain` (seeded), as `train.near_scale_pairs` makes them."""
+    rng = np.random.default_rng(seed)
+    factors = np.linspace(shrink[0], shrink[1], per_frame) if per_frame > 1 else [float(np.mean(shrink))]
+    lrs, hrs, group = [], [], []
+    for i, frame in enumerate(frames):
+        out = run_model(base, frame[None], device=device, batch_size=1)[0]
+        for factor in factors:
+            target = shrink_and_crop(out, float(factor), scale, crop, rng)
+            lrs.append(chain.apply(target, scale, rng))
+            hrs.append(target)
+            group.append(i)
+    return HeldOutSet(lrs, hrs, np.array(group))
+
+
+def _y_psnr(model: nn.Module | None, held: HeldOutSet, device: torch.device, batch_size: int = 4) -> np.ndarray:
+    """Per-pair Y-PSNR of `model` (bicubic when None); pairs of one size run in batches."""
+    scores = np.empty(len(held.lr))
+    shapes: dict[tuple, list[int]] = {}
+    for i, lr in enumerate(held.lr):
+        shapes.setdefault(lr.shape, []).append(i)
+    for idx in shapes.values():
+        lr = np.stack([held.lr[i] for i in idx])
+        outs = run_model(model, lr, held.hr[idx[0]].shape[:2], device=device, batch_size=batch_size)
+        for i, out in zip(idx, outs, strict=True):
+            scores[i] = psnr(rgb_to_y(held.hr[i]), rgb_to_y(out))
+    return scores
+
+
+class Judge:
+    """Scores models on fixed held-out sets and compares them with the base model.
+
+    `sets` maps a signal name to its pairs; the base is scored once, here."""
+
+    def __init__(self, sets: dict[str, HeldOutSet], base: nn.Module, device: torch.device):
+        self.sets, self.device = sets, device
+        self.base_scores = self.score(base)
+
+    def score(self, model: nn.Module | None) -> dict[str, np.ndarray]:
+        return {name: _y_psnr(model, held, self.device) for name, held in self.sets.items()}
+
+    def mean_psnr(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
+        return {name: float(s.mean()) for name, s in scores.items()}
+
+    def signals(self, scores: dict[str, np.ndarray]) -> dict[str, Signal]:
+        return {name: gain_signal(self.base_scores[name], scores[name], held.group) for name, held in self.sets.items()}
+
+
+def gain_signal(base: np.ndarray, scores: np.ndarray, group: np.ndarray) -> Signal:
+    """Per-pair Y-PSNR of a model and of the base → the gain per held-out frame (its pairs
+    averaged), its mean and standard error across frames."""
+    diff = np.asarray(scores, float) - np.asarray(base, float)
+    per_frame = np.array([diff[group == g].mean() for g in np.unique(group)])
+    n = len(per_frame)
+    stderr = float(per_frame.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    return Signal(float(per_frame.mean()), stderr, n, len(diff))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What the guard asks of a fine-tuned model (config keys under `fine_tune`):
+
+    - `signal` (`guard_signal`): the held-out set whose mean per-frame gain must exceed
+      `min_gain_db` and `z` (`guard_z`) standard errors;
+    - `frame_margin_db` (`guard_frame_margin_db`): with the near_scale signal, the frame pairs,
+      the only held-out pairs with real targets, must not lose more than this (non-inferiority;
+      null = not checked).
+    """
+
+    signal: str
+    min_gain_db: float
+    z: float
+    frame_margin_db: float | None
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Rule:
+        return cls(cfg["guard_signal"], float(cfg["min_gain_db"]), float(cfg["guard_z"]),
+                   cfg["guard_frame_margin_db"])
+
+    def decide(self, signals: dict[str, Signal]) -> tuple[bool, str]:
+        """(keep the fine-tuned model?, why) from the signals of the model against the base."""
+        s = signals[self.signal]
+        gains = [x.gain_db for x in signals.values()]
+        where = f"on {s.frames} held-out frames ({self.signal} pairs)"
+        if not np.isfinite(gains).all():
+            return False, f"a held-out score is not finite ({gains}); keeping the base model"
+        if s.gain_db <= self.min_gain_db:
+            return False, (f"fine-tuned did not beat the base by more than {self.min_gain_db} dB ({s.gain_db:+.3f} dB "
+                           f"{where}); keeping the base model")
+        if self.z and s.gain_db <= self.z * s.stderr_db:
+            return False, (f"fine-tuned gains {s.gain_db:+.3f} dB {where}, within noise (less than {self.z:g} × "
+                           f"{s.stderr_db:.3f} dB standard error); keeping the base model")
+        frame = signals.get("frame")
+        if self.signal != "frame" and self.frame_margin_db is not None and frame is not None:
+            if frame.gain_db < -self.frame_margin_db:
+                return False, (f"fine-tuned gains {s.gain_db:+.3f} dB {where} but loses {frame.gain_db:+.3f} dB on the "
+                               f"held-out frame pairs (more than the {self.frame_margin_db} dB allowed); keeping the "
+                               "base model")
+        extra = f"; frame pairs {frame.gain_db:+.3f} dB" if frame is not None and self.signal != "frame" else ""
+        return True, f"fine-tuned beats the base by {s.gain_db:+.3f} dB Y-PSNR (±{s.stderr_db:.3f} s.e.) {where}{extra}"
+
+    def better(self, signals: dict[str, Signal], best: dict[str, Signal] | None) -> bool:
+        """Does a round's model improve on the best so far (None: the base)? Its deciding gain must
+        be higher, and, with the near_scale signal, the frame pairs must stay within the margin."""
+        s = signals[self.signal]
+        if not np.isfinite(s.gain_db) or s.gain_db <= (best[self.signal].gain_db if best else 0.0):
+            return False
+        frame = signals.get("frame")
+        if self.signal != "frame" and self.frame_margin_db is not None and frame is not None:
+            return frame.gain_db >= -self.frame_margin_db
+        return True

@@ -1,0 +1,171 @@
+"""Does the guard's held-out signal predict what fine-tuning does to the real video?
+
+For each clip (ground truth) this runs the pipeline's own chain in benchmark mode
+(`pipeline.run_video` up to `fine_tune`: the ×scale BI input, extract, degrade, the base model,
+fine_tune) with the guard off (`fine_tune.guard: false`: every round kept, the fine-tuned model
+delivered), and scores the base
+and the fine-tuned model on every frame against the ground truth. One row per clip puts side by
+side what the guard sees (the mean per-held-out-frame gain and its standard error, for each
+held-out signal of `videnhance.guard`) and the ground-truth gain of the same model, and what each
+rule would decide. With `--blend 0.5` it also scores the weights halfway between base and
+fine-tuned (held-out and ground truth).
+
+    .venv/bin/python tools/guard_signal.py --config config/benchmark_x4.yaml cpu_scale.yaml \\
+        --base /tmp/base_x4.pt --work /tmp/guard_x4 --md /tmp/guard_x4.md \\
+        ../shared/data/videos/pysot_bag.avi demo/videos/coffee_pushin.mp4
+
+`--config` files merge key by key, later ones winning (as Snakemake merges `--configfile`s).
+Rows are appended to `--jsonl` as each clip finishes; `--md` is rewritten from all rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from videnhance.config import full_video_settings, safe_id, validate_config
+from videnhance.data import load_npz
+from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade
+from videnhance.guard import Rule
+from videnhance.infer import run_model
+from videnhance.io import FrameReader, probe
+from videnhance.metrics import psnr, rgb_to_y
+from videnhance.models import load_model
+from videnhance.pipeline import run_video
+from videnhance.train import held_out_judge
+
+
+def merged(paths: list[str]) -> dict:
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    cfg: dict = {}
+    for p in paths:
+        cfg = merge(cfg, yaml.safe_load(Path(p).read_text()) or {})
+    return validate_config(cfg)
+
+
+def gt_psnr(model, lr: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    out = []
+    for start in range(0, len(lr), 8):
+        outs = run_model(model, lr[start : start + 8], gt.shape[1:3], batch_size=4)
+        out += [psnr(rgb_to_y(g), rgb_to_y(o)) for g, o in zip(gt[start : start + 8], outs, strict=True)]
+    return np.array(out)
+
+
+def blended(base, tuned, alpha: float):
+    model, _ = load_model(base)
+    a, b = model.state_dict(), load_model(tuned)[0].state_dict()
+    model.load_state_dict({k: a[k] + alpha * (b[k] - a[k]) if a[k].is_floating_point() else b[k] for k in a})
+    return model
+
+
+def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -> dict:
+    scale, clip = cfg["scale"], safe_id(path)
+    d = work / f"{clip}_x{scale}"
+    settings = full_video_settings(cfg, {"id": clip, "mode": "benchmark"})
+    settings["fine_tune"]["guard"] = False
+    settings["device"] = "cpu"
+    start = time.monotonic()
+    result = run_video(path, d / "unused.mkv", settings, d, base_checkpoint=base, until="fine_tune")
+    verdict, files = result["verdict"], result["files"]
+    seconds = result["seconds"]["fine_tune"]
+    ft = settings["fine_tune"]
+    gt = crop_to_multiple(np.concatenate(list(FrameReader(path, probe(path), batch_size=16))), scale)
+    lr = eval_degrade(gt, scale, cfg["benchmark"]["degradation"])
+    base_gt = gt_psnr(load_model(base)[0], lr, gt)
+    tuned_gt = gt_psnr(load_model(files.model)[0], lr, gt)
+    gain = tuned_gt - base_gt
+    row = {"clip": clip, "scale": scale, "frames": len(gt), "gt_gain_db": float(gain.mean()),
+           "gt_gain_min_db": float(gain.min()), "gt_gain_max_db": float(gain.max()),
+           "frames_better": int((gain > 0).sum()), "base_gt_psnr": float(base_gt.mean()),
+           "signals": verdict["signals"], "rounds": [{"round": r["round"], "lr": r["lr"], **{
+               k: v["gain_db"] for k, v in r["signals"].items()}} for r in verdict["round_report"]],
+           "fine_tune_seconds": round(seconds, 1), "train_frames": verdict["train_frames"],
+           "total_seconds": round(time.monotonic() - start, 1)}
+    if blends:
+        pairs = load_npz(files.pairs)
+        is_val = pairs["is_val"].astype(bool)
+        judge = held_out_judge(load_model(base)[0], pairs["lr"][is_val], pairs["hr"][is_val], scale, ft,
+                               DegradeChain.from_config(cfg["degrade"]), torch.device("cpu"))
+        row["blends"] = {}
+        for alpha in blends:
+            model = blended(base, files.model, alpha)
+            sig = judge.signals(judge.score(model))
+            row["blends"][str(alpha)] = {"gt_gain_db": float((gt_psnr(model, lr, gt) - base_gt).mean()),
+                                         **{k: v.as_dict() for k, v in sig.items()}}
+    return row
+
+
+def decisions(row: dict, cfg: dict) -> dict[str, bool]:
+    """What the old rule (frame pairs) and the configured rule decide from this row's signals."""
+    from videnhance.guard import Signal
+
+    signals = {k: Signal(**v) for k, v in row["signals"].items()}
+    ft = cfg["fine_tune"]
+    old = Rule("frame", ft["min_gain_db"], ft["guard_z"], None)
+    new = Rule.from_config(ft)
+    return {"frame rule": old.decide(signals)[0], "configured rule": new.decide(signals)[0]}
+
+
+def table(rows: list[dict], cfg: dict) -> str:
+    head = ("| clip | × | frames | GT gain (min … max) | frames better | held-out frame pairs | held-out near-scale "
+            "| rounds (frame / near-scale) | frame rule | configured rule | fine-tune s |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        s, d = r["signals"], decisions(r, cfg)
+        rounds = "; ".join(f"{x['frame']:+.3f} / {x['near_scale']:+.3f}" for x in r["rounds"])
+        lines.append(
+            f"| {r['clip']} | {r['scale']} | {r['frames']} | {r['gt_gain_db']:+.3f} ({r['gt_gain_min_db']:+.2f} … "
+            f"{r['gt_gain_max_db']:+.2f}) | {r['frames_better']}/{r['frames']} | {s['frame']['gain_db']:+.3f} ± "
+            f"{s['frame']['stderr_db']:.3f} (n {s['frame']['frames']}) | {s['near_scale']['gain_db']:+.3f} ± "
+            f"{s['near_scale']['stderr_db']:.3f} | {rounds} | {'tuned' if d['frame rule'] else 'base'} | "
+            f"{'tuned' if d['configured rule'] else 'base'} | {r['fine_tune_seconds']:.0f} |")
+    blends = [(r, a, b) for r in rows for a, b in r.get("blends", {}).items()]
+    if blends:
+        lines += ["", "| clip | × | blend α | GT gain | held-out frame pairs | held-out near-scale |", "|" + "---|" * 6]
+        lines += [f"| {r['clip']} | {r['scale']} | {a} | {b['gt_gain_db']:+.3f} | {b['frame']['gain_db']:+.3f} ± "
+                  f"{b['frame']['stderr_db']:.3f} | {b['near_scale']['gain_db']:+.3f} ± {b['near_scale']['stderr_db']:.3f} |"
+                  for r, a, b in blends]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("clips", nargs="+", help="ground-truth videos")
+    parser.add_argument("--config", nargs="+", required=True, help="config files, merged in order")
+    parser.add_argument("--base", required=True, help="base model (our .pt) at the config's scale")
+    parser.add_argument("--work", required=True, help="folder for each clip's files")
+    parser.add_argument("--jsonl", help="append one JSON row per clip here (default: <work>/rows.jsonl)")
+    parser.add_argument("--md", help="write the table of every row in --jsonl here")
+    parser.add_argument("--blend", type=float, nargs="*", default=[], help="also score these base→tuned blends")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = merged(args.config)
+    work = Path(args.work)
+    jsonl = Path(args.jsonl or work / "rows.jsonl")
+    work.mkdir(parents=True, exist_ok=True)
+    for clip in args.clips:
+        row = run_clip(clip, cfg, args.base, work, args.blend)
+        with jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+    if args.md:
+        rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+        Path(args.md).write_text(table(rows, cfg))
+        print(Path(args.md).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
