@@ -1,4 +1,4 @@
-"""The workflow on a real (one-node) Slurm through workflow/profiles/slurm: jobs go through sbatch,
+"""The workflow on a real (one-node) Slurm through profiles/slurm: jobs go through sbatch,
 GPU rules ask Slurm for a GPU, a broken video fails alone with its log, the good one is delivered.
 
 Needs root (it installs and starts Slurm with tests/slurm/cluster.sh); skipped otherwise.
@@ -25,7 +25,7 @@ from .workflow_helpers import TINY_CONFIG, write_workdir
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-PROFILE = REPO / "workflow" / "profiles" / "slurm"
+PROFILE = REPO / "profiles" / "slurm"
 RUN_LIMIT_S = 600  # the run takes 2-3 minutes on 2 cores; this only stops a hang
 GPU_RULES = ("fine_tune", "infer")
 

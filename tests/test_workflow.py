@@ -79,6 +79,8 @@ def test_report_has_every_video_and_plots(run):
     snakemake(run, "--report", "report.html")
     html = (run / "report.html").read_text(errors="replace")
     assert "summary.csv" in html and "gains.png" in html
+    # the report explains itself: the workflow description and a caption per item
+    assert "Per-video transfer learning" in html and "held-out gain per" in html and "nearest-neighbour zoom" in html
 
 
 def test_lint_is_clean(run):

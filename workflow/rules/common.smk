@@ -1,4 +1,5 @@
 # Configuration, the video list and the input helpers every other rule file uses.
+import os
 import re
 
 import videnhance
@@ -13,6 +14,10 @@ VERSION = (
     videnhance.__version__
 )  # a rule param, so a new library version reruns the steps
 EXT = CFG["encode"]["container"]
+# every rule's environment (the path is from workflow/rules/); its `-e ${VIDENHANCE_ROOT}` line
+# installs this checkout (see envs/videnhance.yaml)
+CONDA_ENV = "../../envs/videnhance.yaml"
+os.environ.update(VIDENHANCE_ROOT=workflow.basedir)  # set, not read: see envs/videnhance.yaml
 RESULTS = CFG["results"].rstrip("/")
 
 
@@ -103,3 +108,14 @@ def get_final_outputs():
     if VIDEOS:
         outputs += [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md"]
     return outputs
+
+
+def mem_mb(megabytes):
+    """A rule's memory request (MB), doubled on each retry: a job killed for memory gets twice as
+    much on its next attempt (`retries:` in profiles/slurm). Sites change it with `set-resources`."""
+    return lambda wildcards, attempt: megabytes * attempt
+
+
+def runtime(minutes):
+    """A rule's time limit (minutes; Slurm's `-t`), doubled on each retry like `mem_mb`."""
+    return lambda wildcards, attempt: minutes * attempt

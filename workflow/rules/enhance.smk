@@ -12,9 +12,11 @@ rule infer:
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
     threads: 8
     resources:
+        mem_mb=mem_mb(16000),
+        runtime=runtime(120),
         gpu=1,
     params:
         mode=lookup(dpath="{video}/mode", within=SETTINGS),
@@ -38,8 +40,11 @@ rule reassemble:
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/reassemble.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
     threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         mode=lookup(dpath="{video}/mode", within=SETTINGS),
         encode=CFG["encode"],

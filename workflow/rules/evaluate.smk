@@ -8,6 +8,7 @@ rule evaluate:
         scores=f"{RESULTS}/{{video}}/scores.csv",
         crops=report(
             f"{RESULTS}/{{video}}/crops.png",
+            caption="../report/crops.rst",
             category="Crops",
             labels={"video": "{video}"},
         ),
@@ -16,9 +17,11 @@ rule evaluate:
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/evaluate.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
     threads: 2
     resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
         gpu=get_evaluate_gpus,
     params:
         video=get_video_id,
@@ -37,28 +40,35 @@ rule report:
     output:
         csv=report(
             f"{RESULTS}/report/summary.csv",
+            caption="../report/summary.rst",
             category="Summary",
             labels={"table": "csv"},
         ),
         md=report(
             f"{RESULTS}/report/summary.md",
+            caption="../report/summary.rst",
             category="Summary",
             labels={"table": "markdown"},
         ),
         per_frame=report(
             f"{RESULTS}/report/psnr_per_frame.png",
+            caption="../report/per_frame.rst",
             category="Plots",
             labels={"plot": "per-frame Y-PSNR"},
         ),
         gains=report(
             f"{RESULTS}/report/gains.png",
+            caption="../report/gains.rst",
             category="Plots",
             labels={"plot": "gain over bicubic"},
         ),
     log:
         f"{RESULTS}/report/logs/report.log",
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         scales={vid: s["scale"] for vid, s in SETTINGS.items()},
         evaluate=CFG["evaluate"],

@@ -10,9 +10,11 @@ rule pretrain:
     benchmark:
         f"{RESULTS}/pretrained/benchmarks/{CFG['model']['arch']}_x{{scale}}.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
     threads: 8
     resources:
+        mem_mb=mem_mb(16000),
+        runtime=runtime(240),
         gpu=1,
     params:
         scale=get_scale,
@@ -32,7 +34,10 @@ rule pretrain_load:
     log:
         f"{RESULTS}/base/logs/x{{scale}}.log",
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         scale=get_scale,
         model=CFG["model"],
@@ -55,9 +60,11 @@ rule fine_tune:
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/fine_tune.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
     threads: 8
     resources:
+        mem_mb=mem_mb(16000),
+        runtime=runtime(60),
         gpu=1,
     params:
         fine_tune=lookup(dpath="{video}/fine_tune", within=SETTINGS),

@@ -9,7 +9,10 @@ rule probe:
     log:
         f"{RESULTS}/{{video}}/logs/probe.log",
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         scale=lookup(dpath="{video}/scale", within=SETTINGS),
         mode=lookup(dpath="{video}/mode", within=SETTINGS),
@@ -30,8 +33,11 @@ rule degrade_gt:
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/degrade_gt.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
     threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         scale=lookup(dpath="{video}/scale", within=SETTINGS),
         benchmark=lookup(dpath="{video}/benchmark", within=SETTINGS),
@@ -50,7 +56,10 @@ rule extract:
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/extract.tsv"
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         extract=lookup(dpath="{video}/extract", within=SETTINGS),
         version=VERSION,
@@ -66,7 +75,10 @@ rule degrade:
     log:
         f"{RESULTS}/{{video}}/logs/degrade.log",
     conda:
-        "../../envs/videnhance.yaml"
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         scale=lookup(dpath="{video}/scale", within=SETTINGS),
         degrade=lookup(dpath="{video}/degrade", within=SETTINGS),
