@@ -3,16 +3,15 @@
 For each clip (ground truth) this runs the pipeline's own chain in benchmark mode
 (`pipeline.run_video` up to `fine_tune`: the ×scale BI input, extract, degrade, the base model,
 fine_tune) with the guard off (`fine_tune.guard: false`: every round kept, the fine-tuned model
-delivered), and scores the base
-and the fine-tuned model on every frame against the ground truth. One row per clip puts side by
-side what the guard sees (the mean per-held-out-frame gain and its standard error, for each
-held-out signal of `videnhance.guard`) and the ground-truth gain of the same model, and what each
-rule would decide. With `--blend 0.5` it also scores the weights halfway between base and
-fine-tuned (held-out and ground truth).
+delivered), and scores the base model and *each round's* model on every frame against the ground
+truth. The table puts side by side, per round, what the guard sees (the mean per-held-out-frame
+gain and its standard error, for both held-out signals of `videnhance.guard`) and the
+ground-truth gain of the same model; then what each rule would deliver, replayed on those rounds
+(`simulate`): the frame-pair rule used before and the configured one. With `--blend 0.5` it also
+scores the weights halfway between base and fine-tuned.
 
-    .venv/bin/python tools/guard_signal.py --config config/benchmark_x4.yaml cpu_scale.yaml \\
-        --base /tmp/base_x4.pt --work /tmp/guard_x4 --md /tmp/guard_x4.md \\
-        ../shared/data/videos/pysot_bag.avi demo/videos/coffee_pushin.mp4
+    .venv/bin/python tools/guard_signal.py clip.mp4 … --config config/benchmark_x4.yaml cpu_scale.yaml \
+        --base base_x4.pt --work guard_x4 --md guard_x4.md
 
 `--config` files merge key by key, later ones winning (as Snakemake merges `--configfile`s).
 Rows are appended to `--jsonl` as each clip finishes; `--md` is rewritten from all rows.
@@ -32,13 +31,13 @@ import yaml
 from videnhance.config import full_video_settings, safe_id, validate_config
 from videnhance.data import load_npz
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade
-from videnhance.guard import Rule
+from videnhance.guard import Rule, Signal
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
 from videnhance.metrics import psnr, rgb_to_y
 from videnhance.models import load_model
 from videnhance.pipeline import run_video
-from videnhance.train import held_out_judge
+from videnhance.train import RoundTracker, held_out_judge
 
 
 def merged(paths: list[str]) -> dict:
@@ -75,27 +74,43 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     settings = full_video_settings(cfg, {"id": clip, "mode": "benchmark"})
     settings["fine_tune"]["guard"] = False
     settings["device"] = "cpu"
-    start = time.monotonic()
-    result = run_video(path, d / "unused.mkv", settings, d, base_checkpoint=base, until="fine_tune")
+    states: dict[int, dict] = {}  # each round's weights, to score every round on the ground truth
+    after_round = RoundTracker.after_round
+
+    def recording(self, r, model):
+        states[r] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return after_round(self, r, model)
+
+    RoundTracker.after_round = recording
+    try:
+        start = time.monotonic()
+        result = run_video(path, d / "unused.mkv", settings, d, base_checkpoint=base, until="fine_tune")
+    finally:
+        RoundTracker.after_round = after_round
     verdict, files = result["verdict"], result["files"]
-    seconds = result["seconds"]["fine_tune"]
-    ft = settings["fine_tune"]
     gt = crop_to_multiple(np.concatenate(list(FrameReader(path, probe(path), batch_size=16))), scale)
     lr = eval_degrade(gt, scale, cfg["benchmark"]["degradation"])
-    base_gt = gt_psnr(load_model(base)[0], lr, gt)
-    tuned_gt = gt_psnr(load_model(files.model)[0], lr, gt)
-    gain = tuned_gt - base_gt
-    row = {"clip": clip, "scale": scale, "frames": len(gt), "gt_gain_db": float(gain.mean()),
-           "gt_gain_min_db": float(gain.min()), "gt_gain_max_db": float(gain.max()),
-           "frames_better": int((gain > 0).sum()), "base_gt_psnr": float(base_gt.mean()),
-           "signals": verdict["signals"], "rounds": [{"round": r["round"], "lr": r["lr"], **{
-               k: v["gain_db"] for k, v in r["signals"].items()}} for r in verdict["round_report"]],
-           "fine_tune_seconds": round(seconds, 1), "train_frames": verdict["train_frames"],
+    base_model = load_model(base)[0]
+    base_gt = gt_psnr(base_model, lr, gt)
+    rounds = []
+    for report in verdict["round_report"]:
+        model = load_model(base)[0]
+        model.load_state_dict(states[report["round"]])
+        gain = gt_psnr(model, lr, gt) - base_gt
+        rounds.append({"round": report["round"], "lr": report["lr"], "signals": report["signals"],
+                       "gt_gain_db": float(gain.mean()), "gt_gain_min_db": float(gain.min()),
+                       "gt_gain_max_db": float(gain.max()), "frames_better": int((gain > 0).sum())})
+    last = rounds[-1]
+    row = {"clip": clip, "scale": scale, "frames": len(gt), "gt_gain_db": last["gt_gain_db"],
+           "gt_gain_min_db": last["gt_gain_min_db"], "gt_gain_max_db": last["gt_gain_max_db"],
+           "frames_better": last["frames_better"], "base_gt_psnr": float(base_gt.mean()),
+           "signals": verdict["signals"], "rounds": rounds, "fine_tune_seconds": result["seconds"]["fine_tune"],
+           "train_frames": verdict["train_frames"], "val_frames": verdict["val_frames"],
            "total_seconds": round(time.monotonic() - start, 1)}
     if blends:
         pairs = load_npz(files.pairs)
         is_val = pairs["is_val"].astype(bool)
-        judge = held_out_judge(load_model(base)[0], pairs["lr"][is_val], pairs["hr"][is_val], scale, ft,
+        judge = held_out_judge(base_model, pairs["lr"][is_val], pairs["hr"][is_val], scale, settings["fine_tune"],
                                DegradeChain.from_config(cfg["degrade"]), torch.device("cpu"))
         row["blends"] = {}
         for alpha in blends:
@@ -106,30 +121,59 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     return row
 
 
-def decisions(row: dict, cfg: dict) -> dict[str, bool]:
-    """What the old rule (frame pairs) and the configured rule decide from this row's signals."""
-    from videnhance.guard import Signal
+def simulate(row: dict, rule: Rule, patience: int) -> dict:
+    """What `rule` delivers on this clip, replayed on the guard-off run's rounds: each round is kept
+    or undone by `rule.better`, the fine-tune stops after `patience` undone rounds in a row, and
+    `rule.decide` judges the best round. Exact while no round runs after an undone one (the run
+    would then continue from other weights at a lower rate): else `exact` is False."""
+    best, undone, exact = None, 0, True
+    for r in row["rounds"]:
+        if patience and undone >= patience:
+            break
+        if undone:
+            exact = False
+        signals = {k: Signal(**v) for k, v in r["signals"].items()}
+        if rule.better(signals, best["signals"] if best else None):
+            best, undone = {**r, "signals": signals}, 0
+        else:
+            undone += 1
+    if best is None:
+        return {"kept": "base", "gt_gain_db": 0.0, "exact": exact, "why": "every round undone"}
+    keep, why = rule.decide(best["signals"])
+    return {"kept": f"round {best['round']}" if keep else "base", "gt_gain_db": best["gt_gain_db"] if keep else 0.0,
+            "exact": exact, "why": why}
 
-    signals = {k: Signal(**v) for k, v in row["signals"].items()}
+
+def rules(cfg: dict) -> dict[str, tuple[Rule, int]]:
+    """The rule before this change (frame pairs decide rounds and the guard; every round runs) and
+    the configured one."""
     ft = cfg["fine_tune"]
-    old = Rule("frame", ft["min_gain_db"], ft["guard_z"], None)
-    new = Rule.from_config(ft)
-    return {"frame rule": old.decide(signals)[0], "configured rule": new.decide(signals)[0]}
+    return {"frame rule (before)": (Rule("frame", ft["min_gain_db"], ft["guard_z"], None), 0),
+            "configured rule (after)": (Rule.from_config(ft), ft["patience"])}
 
 
 def table(rows: list[dict], cfg: dict) -> str:
-    head = ("| clip | × | frames | GT gain (min … max) | frames better | held-out frame pairs | held-out near-scale "
-            "| rounds (frame / near-scale) | frame rule | configured rule | fine-tune s |")
-    lines = [head, "|" + "---|" * 11]
+    head = ("| clip | × | frames | round | lr | GT gain (min … max) | frames better | held-out frame pairs "
+            "| held-out near-scale |")
+    lines = ["Each round's model (guard off), its held-out signals (mean per-frame gain ± s.e.) and its gain "
+             "on every frame against the ground truth:", "", head, "|" + "---|" * 9]
     for r in rows:
-        s, d = r["signals"], decisions(r, cfg)
-        rounds = "; ".join(f"{x['frame']:+.3f} / {x['near_scale']:+.3f}" for x in r["rounds"])
-        lines.append(
-            f"| {r['clip']} | {r['scale']} | {r['frames']} | {r['gt_gain_db']:+.3f} ({r['gt_gain_min_db']:+.2f} … "
-            f"{r['gt_gain_max_db']:+.2f}) | {r['frames_better']}/{r['frames']} | {s['frame']['gain_db']:+.3f} ± "
-            f"{s['frame']['stderr_db']:.3f} (n {s['frame']['frames']}) | {s['near_scale']['gain_db']:+.3f} ± "
-            f"{s['near_scale']['stderr_db']:.3f} | {rounds} | {'tuned' if d['frame rule'] else 'base'} | "
-            f"{'tuned' if d['configured rule'] else 'base'} | {r['fine_tune_seconds']:.0f} |")
+        for x in r["rounds"]:
+            f, n = x["signals"]["frame"], x["signals"]["near_scale"]
+            lines.append(
+                f"| {r['clip']} | {r['scale']} | {r['frames']} | {x['round']} | {x['lr']:g} | {x['gt_gain_db']:+.3f} "
+                f"({x['gt_gain_min_db']:+.2f} … {x['gt_gain_max_db']:+.2f}) | {x['frames_better']}/{r['frames']} | "
+                f"{f['gain_db']:+.3f} ± {f['stderr_db']:.3f} (n {f['frames']}) | {n['gain_db']:+.3f} ± "
+                f"{n['stderr_db']:.3f} |")
+    named = rules(cfg)
+    lines += ["", "What each rule delivers (GT gain of the delivered model; `*` = replay not exact, see `simulate`):",
+              "", "| clip | × | " + " | ".join(named) + " |", "|---|---|" + "---|" * len(named)]
+    for r in rows:
+        cells = []
+        for rule, patience in named.values():
+            out = simulate(r, rule, patience)
+            cells.append(f"{out['kept']}: {out['gt_gain_db']:+.3f}{'' if out['exact'] else ' *'}")
+        lines.append(f"| {r['clip']} | {r['scale']} | " + " | ".join(cells) + " |")
     blends = [(r, a, b) for r in rows for a, b in r.get("blends", {}).items()]
     if blends:
         lines += ["", "| clip | × | blend α | GT gain | held-out frame pairs | held-out near-scale |", "|" + "---|" * 6]
