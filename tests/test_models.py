@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import numpy as np
@@ -11,7 +12,6 @@ from videnhance.models import (
     SRResNet,
     build_model,
     load_model,
-    read_header,
     save_model,
 )
 
@@ -36,7 +36,7 @@ def test_save_load_round_trip(tmp_path):
     x = torch.rand(1, 3, 8, 8)
     torch.testing.assert_close(loaded(x), model(x))
     assert header["kwargs"] == {"channels": 8, "blocks": 2}
-    assert read_header(tmp_path / "m.pt")["scale"] == 2
+    assert header["scale"] == 2 and json.loads(header["provenance"]) == {"stage": "test"}
 
 
 def test_scale_and_arch_mismatch_are_explained(tmp_path):
@@ -52,8 +52,10 @@ def test_bare_state_dict_and_safetensors_load_with_config_kwargs(tmp_path):
     torch.save(model.state_dict(), tmp_path / "sd.pth")
     loaded, _ = load_model(tmp_path / "sd.pth", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1})
     assert isinstance(loaded, SRResNet)
+    torch.nn.init.normal_(model.tail.weight)  # not the zero init: the weights must really come from the file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    load_model(tmp_path / "w.safetensors", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1})
+    from_file, _ = load_model(tmp_path / "w.safetensors", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1})
+    assert all(torch.equal(from_file.state_dict()[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ModelFileError, match="do not fit"):
         load_model(tmp_path / "sd.pth", arch="srresnet", scale=2, kwargs={"channels": 16, "blocks": 1})
 

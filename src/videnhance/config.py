@@ -20,7 +20,6 @@ from jsonschema import Draft202012Validator
 from .errors import ConfigError
 
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 OVERRIDES = {  # sheet column → (config section, key)
     "scale": (None, "scale"),
     "fine_tune_steps": ("fine_tune", "steps"),

@@ -103,11 +103,6 @@ def save_model(model: nn.Module, path: str | Path, arch: str, scale: int, kwargs
         torch.save(payload, tmp)
 
 
-def read_header(path: str | Path) -> dict:
-    payload = _load_payload(Path(path))
-    return {k: v for k, v in payload.items() if k != "state_dict"}
-
-
 def _load_payload(path: Path) -> dict:
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint file not found. Fix `checkpoint` in the config, "
