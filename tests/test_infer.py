@@ -156,7 +156,7 @@ def test_batch_size_from_free_memory():
     assert batch_from_memory(100 * gib, gib // 100) == 32  # capped
     assert batch_from_memory(gib, 2 * gib) == 1  # at least one frame (tiles take over if it fails)
     assert batch_from_memory(gib, 0) == 32
-    assert auto_batch_size(_random_model(), 64, 64, torch.device("cpu")) == CPU_BATCH
+    assert auto_batch_size(_random_model(), 64, 64, torch.device("cpu"), 2) == CPU_BATCH
 
 
 @pytest.mark.slow

@@ -1,4 +1,3 @@
-import json
 import pickle
 
 import numpy as np
@@ -32,11 +31,11 @@ def test_save_load_round_trip(tmp_path):
     model = SRResNet(scale=2, channels=8, blocks=2)
     torch.nn.init.normal_(model.tail.weight)
     save_model(model, tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 2}, {"stage": "test"})
-    loaded, header = load_model(tmp_path / "m.pt", arch="srresnet", scale=2)
+    loaded = load_model(tmp_path / "m.pt", arch="srresnet", scale=2)
     x = torch.rand(1, 3, 8, 8)
-    torch.testing.assert_close(loaded(x), model(x))
-    assert header["kwargs"] == {"channels": 8, "blocks": 2}
-    assert header["scale"] == 2 and json.loads(header["provenance"]) == {"stage": "test"}
+    torch.testing.assert_close(loaded.module(x), model(x))
+    assert loaded.kwargs == {"channels": 8, "blocks": 2} and loaded.arch.name == "srresnet"
+    assert loaded.scale == 2 and loaded.provenance == {"stage": "test"}
 
 
 def test_scale_and_arch_mismatch_are_explained(tmp_path):
@@ -50,11 +49,11 @@ def test_scale_and_arch_mismatch_are_explained(tmp_path):
 def test_bare_state_dict_and_safetensors_load_with_config_kwargs(tmp_path):
     model = SRResNet(scale=2, channels=8, blocks=1)
     torch.save(model.state_dict(), tmp_path / "sd.pth")
-    loaded, _ = load_model(tmp_path / "sd.pth", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1})
-    assert isinstance(loaded, SRResNet)
+    loaded = load_model(tmp_path / "sd.pth", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1})
+    assert isinstance(loaded.module, SRResNet)
     torch.nn.init.normal_(model.tail.weight)  # not the zero init: the weights must really come from the file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    from_file, _ = load_model(tmp_path / "w.safetensors", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1})
+    from_file = load_model(tmp_path / "w.safetensors", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1}).module
     assert all(torch.equal(from_file.state_dict()[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ModelFileError, match="do not fit"):
         load_model(tmp_path / "sd.pth", arch="srresnet", scale=2, kwargs={"channels": 16, "blocks": 1})

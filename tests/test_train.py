@@ -46,8 +46,8 @@ def test_pretrain_writes_model_and_fastai_history(tmp_path):
     history = pd.read_csv(tmp_path / "p.csv")
     assert len(history) == 2 and {"train_loss", "valid_loss", "psnr_metric"} <= set(history.columns)
     assert stats["steps"] == 6
-    model, header = load_model(tmp_path / "p.pt", arch="srresnet", scale=2)
-    assert json.loads(header["provenance"])["stage"] == "pretrain"
+    loaded = load_model(tmp_path / "p.pt", arch="srresnet", scale=2)
+    assert loaded.provenance["stage"] == "pretrain" and loaded.arch.name == "srresnet" and loaded.scale == 2
 
 
 def _pairs(tmp_path, n=8):
@@ -66,7 +66,7 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
                   tmp_path / f"{run}.json", {**cfg, "guard": False}, "cpu",  # always keep
                   degrade_cfg=_tiny_cfg()["degrade"])
-    a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
+    a, b = load_model(tmp_path / "a.pt").module.state_dict(), load_model(tmp_path / "b.pt").module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     history_a, history_b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     assert history_a.train_loss.notna().all() and len(history_a) > 0  # it did train
@@ -91,7 +91,7 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
     else:  # every round runs, each at a lower rate
         assert [r["round"] for r in report] == [1, 2] and report[1]["lr"] == 5.0 * cfg["lr_backoff"]
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
-    kept, base = load_model(tmp_path / "m.pt")[0].state_dict(), load_model(tmp_path / "base.pt")[0].state_dict()
+    kept, base = load_model(tmp_path / "m.pt").module.state_dict(), load_model(tmp_path / "base.pt").module.state_dict()
     assert all(torch.equal(kept[k], base[k]) for k in base)
 
 
@@ -111,9 +111,9 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg["fine_tune"], "cpu", degrade_cfg=cfg["degrade"])
     assert verdict["kept"] == "fine_tuned"
-    model, header = load_model(tmp_path / "m.pt", arch="unet", scale=2)
-    assert header["kwargs"] == {"encoder": "resnet18"}
-    assert model(torch.rand(1, 3, 32, 48)).shape == (1, 3, 64, 96)
+    loaded = load_model(tmp_path / "m.pt", arch="unet", scale=2)
+    assert loaded.kwargs == {"encoder": "resnet18"}
+    assert loaded.module(torch.rand(1, 3, 32, 48)).shape == (1, 3, 64, 96)
 
 
 def _signals(frame_gains, near_gains):

@@ -49,7 +49,7 @@ def main() -> None:
         steps = max(8, int(args.seconds / ((time.time() - start) / 8)))
         run = {**cfg["pretrain"], "steps": steps, "steps_per_epoch": max(1, steps // 10), "max_seconds": args.seconds * 1.15}
         stats = pretrain(images, out / f"{name}.pt", out / f"{name}.csv", 4, model_cfg, run, cfg["degrade"], "cpu")
-        model, _ = load_model(out / f"{name}.pt")
+        model = load_model(out / f"{name}.pt").module
         run_model(model, frame[:1])  # warm-up
         start = time.time()
         run_model(model, frame, batch_size=2)

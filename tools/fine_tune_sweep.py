@@ -123,7 +123,7 @@ def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_
         train_frames = list(extra_frames(f"{results}/{clip}/input.mkv", pairs["indices"], val, int(variant["frames"])))
     if variant.get("closeups"):
         train_frames = closest_frames(train_frames, float(variant["closeups"]))
-    model, _ = load_model(f"{results}/base/x{scale}.pt")
+    model = load_model(f"{results}/base/x{scale}.pt").module
     kind = variant.get("pairs", "frame")
     seconds = 0.0
     for r in range(int(variant.get("rounds", 1))):
@@ -157,7 +157,7 @@ def run_pipeline_variant(results: str, clip: str, scale: int, variant: dict, con
         verdict = fine_tune(f"{results}/{clip}/pairs.npz", f"{results}/base/x{scale}.pt", f"{work}/model.pt",
                             f"{work}/history.csv", f"{work}/verdict.json", cfg, str(device),
                             degrade_cfg=config["degrade"])
-        model, _ = load_model(f"{work}/model.pt")
+        model = load_model(f"{work}/model.pt").module
     return model, verdict
 
 
@@ -174,7 +174,7 @@ def main() -> None:
                         help="photo sources for the `generic` key, as in pretrain.images (default: skimage)")
     args = parser.parse_args()
     device = torch.device("cpu")
-    base, _ = load_model(f"{args.results}/base/x{args.scale}.pt")
+    base = load_model(f"{args.results}/base/x{args.scale}.pt").module
     variants = json.loads(args.variants)
     config = load_config_file(args.config) if any("pipeline" in v for v in variants) else None
     photos = load_image_sources(args.generic_images or ["skimage"]) if any(v.get("generic") for v in variants) else []

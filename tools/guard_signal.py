@@ -62,8 +62,8 @@ def gt_psnr(model, lr: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def blended(base, tuned, alpha: float):
-    model, _ = load_model(base)
-    a, b = model.state_dict(), load_model(tuned)[0].state_dict()
+    model = load_model(base).module
+    a, b = model.state_dict(), load_model(tuned).module.state_dict()
     model.load_state_dict({k: a[k] + alpha * (b[k] - a[k]) if a[k].is_floating_point() else b[k] for k in a})
     return model
 
@@ -90,11 +90,11 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     verdict, files = result["verdict"], result["files"]
     gt = crop_to_multiple(np.concatenate(list(FrameReader(path, probe(path), batch_size=16))), scale)
     lr = eval_degrade(gt, scale, cfg["benchmark"]["degradation"])
-    base_model = load_model(base)[0]
+    base_model = load_model(base).module
     base_gt = gt_psnr(base_model, lr, gt)
     rounds = []
     for report in verdict["round_report"]:
-        model = load_model(base)[0]
+        model = load_model(base).module
         model.load_state_dict(states[report["round"]])
         gain = gt_psnr(model, lr, gt) - base_gt
         rounds.append({"round": report["round"], "lr": report["lr"], "signals": report["signals"],

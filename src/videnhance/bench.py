@@ -436,14 +436,13 @@ def _work_finetune(spec: dict) -> dict:
 
     from .config import full_video_settings
     from .infer import pick_device
-    from .models import build_model, save_model
+    from .models import arch_kwargs, build_model, save_model
     from .pipeline import run_video
-    from .train import model_kwargs
 
     cfg, work = spec["config"], Path(spec["workdir"])
     settings = {**full_video_settings(cfg, {"id": "bench", "mode": "enhance"}), "device": spec["device"]}
     scale, dev = cfg["scale"], pick_device(spec["device"])
-    kwargs = model_kwargs(cfg["model"])
+    kwargs = arch_kwargs(cfg["model"])
     torch.manual_seed(0)
     save_model(build_model(cfg["model"]["arch"], scale, **kwargs), work / "fresh.pt", cfg["model"]["arch"], scale, kwargs)
     if dev.type == "cuda":

@@ -40,12 +40,11 @@ def seconds_per_step(settings: dict, repeats: int = 3) -> float:
     import torch.nn.functional as F
 
     from .infer import pick_device
-    from .models import build_model
-    from .train import model_kwargs
+    from .models import arch_kwargs, build_model
 
     dev = pick_device(settings["device"])
     cfg, scale = settings["pretrain"], settings["scale"]
-    model = build_model(settings["model"]["arch"], scale, **model_kwargs(settings["model"])).to(dev)
+    model = build_model(settings["model"]["arch"], scale, **arch_kwargs(settings["model"])).to(dev)
     opt = torch.optim.Adam(model.parameters())
     x = torch.rand(cfg["batch_size"], 3, cfg["patch"], cfg["patch"], device=dev)
     y = torch.rand(cfg["batch_size"], 3, cfg["patch"] * scale, cfg["patch"] * scale, device=dev)

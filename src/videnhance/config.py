@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from .archs import ARCHS
 from .errors import ConfigError
 
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
@@ -69,6 +70,9 @@ def validate_config(config: dict) -> dict:
     schema = load_schema("config")
     cfg = _fill_defaults(copy.deepcopy(dict(config)), schema, schema)
     messages = _errors(cfg, schema, "config")
+    if cfg.get("model", {}).get("arch") not in ARCHS:
+        messages.append(f"config: key 'model.arch': {cfg['model']['arch']!r} is not a registered architecture "
+                        f"({', '.join(sorted(ARCHS))})")
     if messages:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(messages) +
                           "\nSee config/README.md for every key and its allowed values.")

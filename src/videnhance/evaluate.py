@@ -111,8 +111,8 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
     lr, hr, frames = pairs["lr"][is_val], pairs["hr"][is_val], pairs["indices"][is_val]
     outputs = {
         "bicubic": run_model(None, lr, hr.shape[1:3]),
-        "milestone": run_model(load_model(base_model)[0], lr, device=dev, batch_size=2),
-        "fine_tuned": run_model(load_model(model)[0], lr, device=dev, batch_size=2),
+        "milestone": run_model(load_model(base_model).module, lr, device=dev, batch_size=2),
+        "fine_tuned": run_model(load_model(model).module, lr, device=dev, batch_size=2),
     }
     rows = [{"video": video_id, "protocol": protocol, "frame": int(f), "method": m,
              **score_frame(hr[i], outputs[m][i], border)}

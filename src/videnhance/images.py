@@ -108,7 +108,7 @@ def evaluate_image_set(model_path: str | Path | None, hr_dir: str | Path, lr_dir
     files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ImageSetError(f"{hr_dir}: no images ({sorted(IMAGE_SUFFIXES)})")
-    model = load_model(model_path, scale=scale)[0] if model_path is not None else None
+    model = load_model(model_path, scale=scale).module if model_path is not None else None
     device = pick_device(device)
 
     rows = []

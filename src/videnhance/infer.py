@@ -62,18 +62,19 @@ def tune_cpu_allocator() -> bool:
     return _ALLOCATOR_TUNED
 
 
-def _forward(model: nn.Module | None, x: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
+def _forward(model: nn.Module | None, x: torch.Tensor, scale: int, size: tuple[int, int],
+             bf16: bool = True) -> torch.Tensor:
     if model is None:  # the bicubic baseline
         if x.shape[-2:] == size:
             return x
         return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    if x.device.type == "cuda":
+    if x.device.type == "cuda" and bf16:  # the architecture's descriptor says whether it may (archs.Arch.bf16)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return model(x).float()
     return model(x)
 
 
-def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
+def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int, bf16: bool = True) -> torch.Tensor:
     """Run `model` on overlapping tiles of `x` and keep each tile's centre; the seams fall inside
     overlaps, where the receptive field is complete on both sides."""
     n, c, h, w = x.shape
@@ -83,7 +84,7 @@ def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: in
         for x0 in range(0, w, step):
             ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
             yb, xb = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
-            piece = _forward(model, x[:, :, ya:yb, xa:xb], scale, ((yb - ya) * scale, (xb - xa) * scale))
+            piece = _forward(model, x[:, :, ya:yb, xa:xb], scale, ((yb - ya) * scale, (xb - xa) * scale), bf16)
             ye, xe = min(h, y0 + step), min(w, x0 + step)
             out[:, :, y0 * scale : ye * scale, x0 * scale : xe * scale] = piece[
                 :, :, (y0 - ya) * scale : (ye - ya) * scale, (x0 - xa) * scale : (xe - xa) * scale]
@@ -116,6 +117,8 @@ class InferPlan:
     batch_size: int
     tile: int = 0
     overlap: int = 16
+    pad_batches: bool = False  # a torch.compile'd model: a short last batch is padded to the same shape
+    bf16: bool = True  # bfloat16 autocast on CUDA, when the architecture allows it
     oom_events: int = 0
     min_tile: int = field(default=0)
 
@@ -155,11 +158,11 @@ def _short(err: BaseException) -> str:
 
 
 def _model_call(model: nn.Module | None, x: torch.Tensor, scale: int, size: tuple[int, int],
-                tile: int, overlap: int) -> torch.Tensor:
+                plan: InferPlan) -> torch.Tensor:
     h, w = x.shape[-2:]
-    if model is not None and tile and (h > tile or w > tile):
-        return _tiled(model, x, scale, tile, overlap)
-    return _forward(model, x, scale, size)
+    if model is not None and plan.tile and (h > plan.tile or w > plan.tile):
+        return _tiled(model, x, scale, plan.tile, plan.overlap, plan.bf16)
+    return _forward(model, x, scale, size, plan.bf16)
 
 
 def _to_uint8(y: torch.Tensor) -> torch.Tensor:
@@ -241,9 +244,8 @@ def prepare_model(model: nn.Module | None, device: torch.device, compile: bool =
     model = model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    if compile:  # the compiled wrapper forwards attribute reads (`scale`) to the model
+    if compile:  # callers pad short batches (InferPlan.pad_batches): one graph for the whole video
         model = torch.compile(model, dynamic=False)
-        model._videnhance_compiled = True
     return model
 
 
@@ -257,7 +259,7 @@ def batch_from_memory(free_bytes: int, per_frame_bytes: int, fraction: float = 0
 CPU_BATCH = 4  # a CPU frame takes seconds; 4 keeps decoder and encoder fed without holding much
 
 
-def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.device, cap: int = 32) -> int:
+def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.device, scale: int, cap: int = 32) -> int:
     """`infer.batch_size: auto`. On CUDA: run one frame, take its peak memory, and fill 60% of
     what `mem_get_info` reports free (at most `cap`). Elsewhere `CPU_BATCH`."""
     if model is None or device.type != "cuda":
@@ -269,7 +271,7 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
     try:
         with torch.inference_mode():
             _forward(model, torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last),
-                     getattr(model, "scale", 1), (h, w))
+                     scale, (h * scale, w * scale))
         torch.cuda.synchronize(device)
     except Exception as err:  # noqa: BLE001 - one frame does not fit: InferPlan tiles it
         if not is_out_of_memory(err):
@@ -290,7 +292,7 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
     out-of-memory retries by `plan`."""
     layout = layout or Layout(*frames.shape[1:3])
     h, w = layout.height, layout.width
-    pad = getattr(model, "_videnhance_compiled", False)
+    pad = plan.pad_batches
     outs = []
     start = 0
     while start < len(frames):
@@ -301,7 +303,7 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
         failed: BaseException | None = None
         try:
             x = layout.to_model(chunk, device)
-            outs.append(layout.from_model(_model_call(model, x, scale, size, plan.tile, plan.overlap))[:n])
+            outs.append(layout.from_model(_model_call(model, x, scale, size, plan))[:n])
             start += n  # only a batch that came out whole moves on: no frame lost or repeated
         except Exception as err:  # noqa: BLE001 - filtered just below
             if model is None or not is_out_of_memory(err):
@@ -320,15 +322,18 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
 @torch.inference_mode()
 def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, int] | None = None,
               device: torch.device | str = "cpu", batch_size: int = 8, tile: int = 0,
-              overlap: int = 16, plan: InferPlan | None = None) -> np.ndarray:
+              overlap: int = 16, plan: InferPlan | None = None, scale: int | None = None) -> np.ndarray:
     """uint8 (n, h, w, 3) → uint8 (n, h·s, w·s, 3). `model=None` gives bicubic to `out_size`.
 
-    Out of (GPU) memory, a batch is retried smaller, then in tiles (see `InferPlan`); every frame
-    comes out exactly once and in order. Pass one `plan` across calls to keep what worked.
+    `scale` defaults to the model's `scale` attribute, which every registered architecture's
+    network has (`archs.Arch`). Out of (GPU) memory, a batch is retried smaller, then in tiles
+    (see `InferPlan`); every frame comes out exactly once and in order. Pass one `plan` across
+    calls to keep what worked.
     """
     device = torch.device(device)
-    scale = getattr(model, "scale", None) or (out_size[0] // frames.shape[1] if out_size else 1)
-    if model is not None and not getattr(model, "_videnhance_compiled", False):
+    if scale is None:
+        scale = model.scale if model is not None else (out_size[0] // frames.shape[1] if out_size else 1)
+    if model is not None:
         model = model.to(device).eval()
     h, w = frames.shape[1:3]
     size = out_size or (h * scale, w * scale)
@@ -374,13 +379,14 @@ def _ready(item) -> np.ndarray:
 def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: str | Path, scale: int,
                   settings: EncodeSettings, device: str = "auto", batch_size: int | str = "auto", tile: int = 0,
                   overlap: int = 16, meta: VideoMeta | None = None, progress: bool = True,
-                  compile: bool = False, transport: str = "auto") -> dict:
+                  compile: bool = False, transport: str = "auto", bf16: bool = True) -> dict:
     """Stream every frame of `input_path` through `model` into `output_path`.
 
     Decoding (ffmpeg process + reader thread), the model (this thread) and encoding (writer thread
     + ffmpeg process) overlap; queues are bounded so memory does not grow with video length.
     `batch_size="auto"` sizes batches from free GPU memory (`auto_batch_size`); `transport` picks
     the pixel format of the pipes (`choose_layout`). The output keeps the source's colour.
+    `bf16`: bfloat16 autocast on CUDA, if the architecture allows it (`archs.Arch.bf16`).
     """
     dev = pick_device(device)
     if dev.type == "cpu" and model is not None:
@@ -389,10 +395,10 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     out_w, out_h = meta.width * scale, meta.height * scale
     model = prepare_model(model, dev, compile)
     if batch_size == "auto":
-        batch_size = auto_batch_size(model, meta.height, meta.width, dev) if not tile else CPU_BATCH
+        batch_size = auto_batch_size(model, meta.height, meta.width, dev, scale) if not tile else CPU_BATCH
     layout = choose_layout(transport, dev, meta, settings)
     reader = FrameReader(input_path, meta, batch_size=int(batch_size), pix_fmt=layout.read)
-    plan = InferPlan(int(batch_size), tile, overlap)
+    plan = InferPlan(int(batch_size), tile, overlap, pad_batches=compile, bf16=bf16)
     start = time.monotonic()
     bar = _progress(meta.frames, f"infer {Path(output_path).name}") if progress else None
     with FrameWriter(output_path, out_w, out_h, meta.fps, settings, pix_fmt=layout.write,

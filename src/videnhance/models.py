@@ -1,4 +1,5 @@
-"""Networks (plain nn.Modules built from keyword arguments) and the model file format.
+"""Networks (plain nn.Modules built from keyword arguments, registered in `archs`) and the model
+file format.
 
 A model file is a state_dict plus a small header: arch name, its kwargs, scale, provenance.
 Loading never unpickles code (`torch.load(weights_only=True)` or safetensors) and checks the
@@ -8,6 +9,7 @@ arch and scale with a message a user can act on.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs import Arch, get_arch
 from .errors import ModelFileError
 
 FORMAT = "videnhance-model"
@@ -83,13 +86,32 @@ class UNetSR(nn.Module):
         return base + self.unet(base - 0.5)
 
 
-ARCHS: dict[str, type[nn.Module]] = {"srresnet": SRResNet, "unet": UNetSR}
-
-
 def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
-    if arch not in ARCHS:
-        raise ModelFileError(f"unknown model arch {arch!r}; choose one of {sorted(ARCHS)}")
-    return ARCHS[arch](scale=scale, **kwargs)
+    """A freshly initialised network of a registered architecture (`archs`)."""
+    return get_arch(arch).build(scale, **kwargs)
+
+
+def arch_kwargs(model_cfg: dict) -> dict:
+    """The constructor's keyword arguments for the configured architecture (`model.*` keys)."""
+    return get_arch(model_cfg["arch"]).kwargs_from(model_cfg)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model file, loaded: the network (eval mode, CPU), its architecture's descriptor, the
+    scale and constructor arguments it was built with, and where it came from."""
+
+    module: nn.Module
+    arch: Arch
+    scale: int
+    kwargs: dict
+    provenance: dict
+    source: Path
+
+    def save(self, path: str | Path, provenance: dict, module: nn.Module | None = None) -> None:
+        """Write `module` (default: this one) in our format, as this architecture and scale."""
+        save_model(module if module is not None else self.module, path, self.arch.name, self.scale, self.kwargs,
+                   provenance)
 
 
 def save_model(model: nn.Module, path: str | Path, arch: str, scale: int, kwargs: dict,
@@ -131,11 +153,10 @@ def _load_payload(path: Path) -> dict:
 
 
 def load_model(path: str | Path, arch: str | None = None, scale: int | None = None,
-               kwargs: dict | None = None) -> tuple[nn.Module, dict]:
+               kwargs: dict | None = None) -> LoadedModel:
     """Load a checkpoint; `arch`/`scale`/`kwargs` are what the configuration expects.
 
-    Returns (model in eval mode on CPU, header). A header in the file wins over `kwargs`, but
-    its arch and scale must match what was asked for.
+    A header in the file wins over `kwargs`, but its arch and scale must match what was asked for.
     """
     path = Path(path)
     payload = _load_payload(path)
@@ -162,6 +183,6 @@ def load_model(path: str | Path, arch: str | None = None, scale: int | None = No
             f"(e.g. "
             f"{(missing or unexpected)[:3]}). Check model.channels/blocks in the config."
         )
-    header = {k: v for k, v in payload.items() if k != "state_dict"}
-    header.update(arch=arch, scale=scale, kwargs=model_kwargs)
-    return model.eval(), header
+    provenance = payload.get("provenance") or "{}"
+    provenance = json.loads(provenance) if isinstance(provenance, str) else dict(provenance)
+    return LoadedModel(model.eval(), get_arch(arch), scale, model_kwargs, provenance, path)

@@ -29,7 +29,7 @@ from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
-from .models import load_model, save_model
+from .models import arch_kwargs, load_model
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +117,13 @@ def pretrain_load(*, model: str | Path, settings: dict, checkpoint: str | Path |
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
-    from .train import model_kwargs
-
     source = settings.get("checkpoint") or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
-    net, header = load_model(source, arch=settings["model"]["arch"], scale=settings["scale"],
-                             kwargs=model_kwargs(settings["model"]))
-    provenance = {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
-                  "source_provenance": header.get("provenance")}
-    save_model(net, model, header["arch"], settings["scale"], header["kwargs"], provenance)
+    base = load_model(source, arch=settings["model"]["arch"], scale=settings["scale"],
+                      kwargs=arch_kwargs(settings["model"]))
+    base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
+                      "source_provenance": base.provenance})
 
 
 def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path, settings: dict) -> dict:
@@ -148,14 +145,15 @@ def infer(*, model: str | Path, input_video: str | Path, output: str | Path, set
     from .infer import enhance_video
 
     mode, infer_cfg = settings["mode"], settings["infer"]
-    net, header = load_model(model)
+    loaded = load_model(model)
     info = _input_meta(input_video, meta) if mode == "benchmark" or meta else probe_file(input_video)
     encode = LOSSLESS if mode == "benchmark" else encode_settings(settings["encode"], keep_order=info.vfr)
     if mode == "enhance":
         warn_depth_and_hdr(input_video, info, encode)
-    stats = enhance_video(net, input_video, output, header["scale"], encode, device=settings["device"],
+    stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings["device"],
                           batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
-                          meta=info, compile=infer_cfg["compile"], transport=infer_cfg["transport"])
+                          meta=info, compile=infer_cfg["compile"], transport=infer_cfg["transport"],
+                          bf16=loaded.arch.bf16)
     log.info("infer: %s", stats)
     return stats
 

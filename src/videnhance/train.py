@@ -27,7 +27,7 @@ from .degrade import DegradeChain, make_pairs, shrink_and_crop
 from .files import atomic_output, atomic_write_text
 from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, run_model
-from .models import build_model, load_model, save_model
+from .models import arch_kwargs, build_model, load_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Pat
     # validation: fixed central crops, so the images need not share a size
     val_lr, val_hr = _center_crops([lrs[i] for i in val_idx], [hrs[i] for i in val_idx], scale, 2 * patch)
     valid = FixedBatches(val_lr, val_hr, batch_size=4, device=dev)
-    arch, kwargs = model_cfg["arch"], model_kwargs(model_cfg)
+    arch, kwargs = model_cfg["arch"], arch_kwargs(model_cfg)
     model = build_model(arch, scale, **kwargs)
     log.info("pretraining %s ×%d on %d images (%d pairs), %d epochs × %d steps on %s", arch, scale,
              len(images), len(lrs), epochs, per_epoch, dev)
@@ -327,12 +327,6 @@ def _center_crops(lrs, hrs, scale, size):
         out_hr.append(hr[y * scale : (y + ch) * scale, x * scale : (x + cw) * scale])
     side = min(min(a.shape[:2]) for a in out_lr)  # one size so they stack
     return [a[:side, :side] for a in out_lr], [b[: side * scale, : side * scale] for b in out_hr]
-
-
-def model_kwargs(model_cfg: dict) -> dict:
-    if model_cfg["arch"] == "srresnet":
-        return {"channels": model_cfg["channels"], "blocks": model_cfg["blocks"]}
-    return {"encoder": model_cfg.get("encoder", "resnet34")}
 
 
 # --------------------------------------------------------------------------------------- fine-tune
@@ -491,8 +485,8 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     dev = pick_device(device)
     seed_everything(cfg["seed"])
     pairs = load_npz(pairs_path)
-    base, header = load_model(base_model_path)
-    scale = header["scale"]
+    loaded = load_model(base_model_path)
+    base, scale = loaded.module, loaded.scale
     is_val = pairs["is_val"].astype(bool)
     lr_train, hr_train = pairs["lr"][~is_val], pairs["hr"][~is_val]
     lr_val, hr_val = pairs["lr"][is_val], pairs["hr"][is_val]
@@ -506,7 +500,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     judge = held_out_judge(base, lr_val, hr_val, scale, cfg, chain, dev)
     bicubic_psnr = judge.mean_psnr(judge.score(None))
 
-    model, _ = load_model(base_model_path)
+    model = load_model(base_model_path).module
     kind = cfg["pairs"]
     rounds = int(cfg["rounds"]) if kind == "near_scale" else 1
     epochs, per_epoch = _epochs(max(1, cfg["steps"] // rounds), cfg["steps_per_epoch"])
@@ -576,7 +570,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         "lr": cfg["lr"], "pairs": kind, "device": str(dev), **stats,
     }
     provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}
-    save_model(model if keep_tuned else base, out_model, header["arch"], scale, header["kwargs"], provenance)
+    loaded.save(out_model, provenance, module=model if keep_tuned else base)
     atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
     for r in range(rounds):
         Path(out_model).with_suffix(f".round{r + 1}.done").unlink(missing_ok=True)

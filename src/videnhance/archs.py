@@ -1,0 +1,92 @@
+"""The architecture registry: what the pipeline knows about each network, in one place.
+
+Each architecture registers once, with a descriptor (in the manner of spandrel's
+`ModelDescriptor`): its name (`model.arch`), how to build it from the `model.*` config keys it
+takes, the scales it supports, how many frames it reads per output frame, size requirements, and
+whether it runs in bf16 and predicts a residual over bicubic. Training, loading and inference ask
+the descriptor instead of branching on names. Adding an architecture is one module with the
+network and one `register(...)` line (the two built-in ones are at the bottom).
+
+This module imports no torch: the config is validated against the registry before any network is
+built, and builders are named as "module:attribute" and imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError, ModelFileError
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture.
+
+    Args:
+        name: the `model.arch` value.
+        builder: the network class or factory, called as `builder(scale=…, **kwargs)`, or its
+            "module:attribute" path. The module it builds maps RGB in [0, 1], (n, 3, h, w), to
+            (n, 3, h·scale, w·scale) and has a `scale` attribute.
+        config_keys: the `model.<key>` settings that become the builder's keyword arguments.
+        scales: the scales it can be built for.
+        frames_in: input frames per output frame (1: a single-image network).
+        multiple_of: input sides must be multiples of this (1: any size).
+        bf16: it may run under bfloat16 autocast on CUDA.
+        residual: it predicts a residual over the bicubic upscale, so a zero-initialised tail is
+            exactly bicubic.
+        description: one line for the config reference and error messages.
+    """
+
+    name: str
+    builder: str | Callable[..., Any]
+    config_keys: tuple[str, ...]
+    scales: tuple[int, ...]
+    frames_in: int = 1
+    multiple_of: int = 1
+    bf16: bool = True
+    residual: bool = True
+    description: str = ""
+
+    def build(self, scale: int, **kwargs: Any):
+        """A freshly initialised network at `scale` with `kwargs` (the file's or the config's)."""
+        if scale not in self.scales:
+            raise ModelFileError(f"model.arch {self.name} supports scales {list(self.scales)}, not {scale}")
+        builder = self.builder
+        if isinstance(builder, str):
+            module, _, attr = builder.partition(":")
+            builder = getattr(importlib.import_module(module), attr)
+        return builder(scale=scale, **kwargs)
+
+    def kwargs_from(self, model_cfg: dict) -> dict:
+        """The builder's keyword arguments from a validated `model` config section."""
+        return {key: model_cfg[key] for key in self.config_keys}
+
+
+ARCHS: dict[str, Arch] = {}
+
+
+def register(arch: Arch) -> Arch:
+    """Add an architecture; a second one of the same name is refused (no silent override)."""
+    if arch.name in ARCHS:
+        raise ValueError(f"architecture {arch.name!r} is already registered")
+    ARCHS[arch.name] = arch
+    return arch
+
+
+def unregister(name: str) -> None:
+    ARCHS.pop(name, None)
+
+
+def get_arch(name: str) -> Arch:
+    if name not in ARCHS:
+        raise ConfigError(f"model.arch: unknown architecture {name!r}; choose one of {sorted(ARCHS)}")
+    return ARCHS[name]
+
+
+register(Arch("srresnet", "videnhance.models:SRResNet", ("channels", "blocks"), scales=(1, 2, 3, 4, 8),
+              description="EDSR-like residual blocks in low-resolution space, pixel shuffle, residual over bicubic"))
+register(Arch("unet", "videnhance.models:UNetSR", ("encoder",), scales=(1, 2, 3, 4, 8),
+              description="the seed's fastai U-Net (resnet encoder, random init) on the bicubic upscale"))
