@@ -90,7 +90,7 @@ def test_register_adds_the_bench_subcommand():
     parser = argparse.ArgumentParser(prog="videnhance")
     bench.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", "infer", "--size", "320x180", "--scale", "2", "--seconds", "3"])
-    assert args.func is bench.run_bench and args.bench is bench._cmd_infer
+    assert args.func is bench.run_bench and args.bench is bench.cli._cmd_infer
     assert (args.size, args.scale, args.seconds, args.device) == ((320, 180), 2, 3.0, "auto")
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "io", "--size", "wide"])

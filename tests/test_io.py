@@ -1,4 +1,5 @@
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -109,3 +110,22 @@ def test_encoder_args_per_codec():
     assert "-crf" not in nvenc and "-preset" not in EncodeSettings(codec="hevc_nvenc").args(64, 48)  # x264 preset
     assert "-colorspace" not in EncodeSettings(codec="ffv1").args(64, 48, colour)  # RGB
     assert EncodeSettings().args(63, 48)[3] == "yuv444p"  # odd width: 4:2:0 impossible
+
+
+def test_every_ffmpeg_io_starts_goes_through_spawn(tmp_path):
+    """The benchmarks watch ffmpeg's memory through `io.on_spawn`, so every process io starts
+    (the reader's, the writer's, one-shot runs) must pass through `io.spawn`."""
+    from videnhance.io import on_spawn, run_ffmpeg
+
+    seen = []
+    with on_spawn(seen.append):
+        path = tmp_path / "c.mkv"
+        with FrameWriter(path, 16, 16, Fraction(25), LOSSLESS) as writer:
+            writer.write(np.zeros((3, 16, 16, 3), np.uint8))
+        frames = np.concatenate(list(FrameReader(path)))
+        run_ffmpeg(["-i", str(path), "-f", "null", "-"], what="null output")
+    assert frames.shape == (3, 16, 16, 3)
+    assert len(seen) >= 3 and all("ffmpeg" in Path(p.args[0]).name for p in seen)
+    seen.clear()
+    FrameReader(path).read_selected(np.array([0]))  # outside the block: no hook
+    assert seen == []

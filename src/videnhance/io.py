@@ -14,6 +14,7 @@ import queue
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +38,35 @@ log = logging.getLogger(__name__)
 
 
 PIPE_SIZE = 1 << 20  # bigger pipe buffers: fewer wake-ups per frame between ffmpeg and Python
+
+
+_SPAWN_HOOKS: list = []
+
+
+@contextmanager
+def on_spawn(hook):
+    """While the block runs, `hook(process)` is called for every process `spawn` starts (the
+    benchmarks record the ffmpeg processes' peak memory this way)."""
+    _SPAWN_HOOKS.append(hook)
+    try:
+        yield
+    finally:
+        _SPAWN_HOOKS.remove(hook)
+
+
+def spawn(cmd: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Start a process (every ffmpeg this module runs starts here)."""
+    proc = subprocess.Popen(cmd, **popen_kwargs)
+    for hook in list(_SPAWN_HOOKS):
+        hook(proc)
+    return proc
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, capture_output=True, text=True)` through `spawn`."""
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def ffmpeg_exe() -> str:
@@ -210,7 +240,7 @@ def count_frames(path: str | Path) -> int:
     """Exact number of decodable frames, counted the way the decoder will deliver them."""
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
            "-fps_mode", "passthrough", "-f", "null", "-progress", "pipe:1", "-"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = _run(cmd)
     if proc.returncode != 0:
         raise VideoError(f"{path}: ffmpeg cannot decode it: {proc.stderr.strip()[-400:]}")
     if any(sign in proc.stderr for sign in TRUNCATION_SIGNS):
@@ -271,7 +301,7 @@ class FrameReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         shape, dtype = self._shape, self._dtype
         frame_bytes = int(np.prod(shape)) * dtype.itemsize
-        proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
+        proc = spawn(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
@@ -418,7 +448,7 @@ class FrameWriter:
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", self.pix_fmt,
                "-s", f"{self.width}x{self.height}", "-r", f"{self.fps.numerator}/{self.fps.denominator}",
                *raw_colour, "-i", "-", *self.settings.args(self.width, self.height, self.colour), str(self._tmp)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
+        self._proc = spawn(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=PIPE_SIZE)
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
         return self
@@ -468,7 +498,7 @@ class FrameWriter:
 
 
 def run_ffmpeg(args: list[str], what: str) -> None:
-    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-y", "-v", "error", *args], capture_output=True, text=True)
+    proc = _run([ffmpeg_exe(), "-nostdin", "-y", "-v", "error", *args])
     if proc.returncode != 0:
         raise VideoError(f"{what}: ffmpeg failed: {proc.stderr.strip()[-600:]}")
 
