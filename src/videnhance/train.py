@@ -13,6 +13,7 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -467,6 +468,104 @@ def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scal
     return Judge({"frame": frame, "near_scale": near}, base, device)
 
 
+@dataclass
+class VideoPairs:
+    """One video's pairs file (the `degrade` step's), split into training and held-out pairs."""
+
+    lr_train: np.ndarray
+    hr_train: np.ndarray
+    train_frames: np.ndarray  # each training frame once (`degrade.copies` may repeat them)
+    lr_val: np.ndarray
+    hr_val: np.ndarray
+
+    @classmethod
+    def load(cls, path: str | Path) -> VideoPairs:
+        pairs = load_npz(path)
+        is_val = pairs["is_val"].astype(bool)
+        _, first = np.unique(pairs["indices"][~is_val], return_index=True)
+        hr_train = pairs["hr"][~is_val]
+        return cls(pairs["lr"][~is_val], hr_train, hr_train[np.sort(first)], pairs["lr"][is_val], pairs["hr"][is_val])
+
+
+class Rounds:
+    """The files of a fine-tune's rounds: each round's log and checkpoint, a `.done` file per
+    finished round (so a killed run resumes in the round it was in, with the same settings and
+    inputs only: `fingerprint`), and the totals of what was trained."""
+
+    def __init__(self, cfg: dict, out_model: Path, out_log: Path, fingerprint: str):
+        self.count = int(cfg["rounds"]) if cfg["pairs"] == "near_scale" else 1
+        self.out_model, self.out_log, self.fingerprint = out_model, out_log, fingerprint
+        self.epochs, self.per_epoch = _epochs(max(1, cfg["steps"] // self.count), cfg["steps_per_epoch"])
+        self.max_seconds = cfg.get("max_seconds") and cfg["max_seconds"] / self.count
+        self.totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
+        self.run = 0
+
+    def log(self, r: int) -> Path:
+        return self.out_log if self.count == 1 else self.out_log.with_suffix(f".round{r + 1}.csv")
+
+    def checkpoint(self, r: int) -> Path:
+        return self.out_model.with_suffix(f".round{r + 1}.ckpt" if self.count > 1 else ".ckpt")
+
+    def done(self, r: int) -> Path:
+        return self.out_model.with_suffix(f".round{r + 1}.done")
+
+    def resume(self, r: int, model: nn.Module, tracker: RoundTracker) -> bool:
+        """Whether an earlier run finished round `r` (then its weights and the tracker are restored)."""
+        self.run = r + 1
+        saved = _round_done(self.done(r), self.fingerprint, model) if self.count > 1 else None
+        if saved is not None:
+            log.info("round %d of %d was finished by an earlier run; going on", r + 1, self.count)
+            tracker.load_state(json.loads(saved["tracker"]), model)
+        return saved is not None
+
+    def finish(self, r: int, model: nn.Module, tracker: RoundTracker, stats: dict) -> None:
+        self.totals["seconds"] += stats["seconds"]
+        self.totals["steps"] += stats["steps"]
+        self.totals["resumed_from_epoch"] = self.totals["resumed_from_epoch"] or stats["resumed_from_epoch"]
+        if self.count > 1:
+            with atomic_output(self.done(r)) as tmp:
+                torch.save({"fingerprint": self.fingerprint, "model": model.state_dict(),
+                            "tracker": json.dumps(tracker.state())}, tmp)
+        self.checkpoint(r).unlink(missing_ok=True)
+
+    def join_logs(self) -> None:
+        """One history file for the run, with a `round` column (written before the model, so a
+        run killed in between has no complete-looking outputs)."""
+        if self.count > 1:
+            _join_round_logs([self.log(r) for r in range(self.run)], self.out_log)
+
+    def clean_up(self) -> None:
+        """The `.done` files go once the delivered model and the verdict are written."""
+        for r in range(self.count):
+            self.done(r).unlink(missing_ok=True)
+
+    def stats(self) -> dict:
+        t = self.totals
+        return {"seconds": round(t["seconds"], 2), "steps": t["steps"],
+                "it_per_s": round(t["steps"] / max(t["seconds"], 1e-9), 3), "resumed_from_epoch": t["resumed_from_epoch"],
+                "rounds": self.count, "rounds_run": self.run}
+
+
+def _train_round(model: nn.Module, r: int, data: VideoPairs, scale: int, chain: DegradeChain, cfg: dict, lr: float,
+                 rounds: Rounds, device: torch.device) -> dict:
+    """One round of training in place: near-scale targets from the model as it is now (the base,
+    then the best round's), or the frame pairs; fastai's one-cycle at `lr`."""
+    lr_train, hr_train = data.lr_train, data.hr_train
+    if cfg["pairs"] == "near_scale":
+        lr_train, hr_train = near_scale_pairs(model, data.train_frames, scale, chain, tuple(cfg["shrink"]),
+                                              cfg["targets_per_frame"], crop=4 * cfg["patch"] * scale,
+                                              seed=cfg["seed"] + r, device=device)
+    train = PatchBatches(list(lr_train), list(hr_train), scale, cfg["patch"], cfg["batch_size"], rounds.per_epoch,
+                         seed=cfg["seed"] + r, device=device)
+    valid = FixedBatches(list(data.lr_val), list(data.hr_val), batch_size=2, device=device)
+    log.info("fine-tuning%s on %d %s pairs from %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
+             f" round {r + 1} of {rounds.count}" if rounds.count > 1 else "", len(lr_train), cfg["pairs"],
+             len(data.train_frames), len(data.lr_val), rounds.epochs, rounds.per_epoch, lr, device)
+    stats = fit(model, train, valid, rounds.epochs, lr, cfg["loss"], rounds.log(r), device, rounds.max_seconds,
+                checkpoint=rounds.checkpoint(r), fingerprint=f"{rounds.fingerprint}:{r}:{lr}")
+    return {**stats, "train_pairs": len(lr_train)}
+
+
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
               out_verdict: str | Path, cfg: dict, device: str = "auto", *, degrade_cfg: dict) -> dict:
     """Fine-tune the base model on one video; deliver it only if the guard finds it better than
@@ -484,95 +583,46 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     `guard_z` and the frame-pair margin keep it conservative."""
     dev = pick_device(device)
     seed_everything(cfg["seed"])
-    pairs = load_npz(pairs_path)
-    loaded = load_model(base_model_path)
-    base, scale = loaded.module, loaded.scale
-    is_val = pairs["is_val"].astype(bool)
-    lr_train, hr_train = pairs["lr"][~is_val], pairs["hr"][~is_val]
-    lr_val, hr_val = pairs["lr"][is_val], pairs["hr"][is_val]
-    if len(lr_val) == 0:  # one-frame clip, or extract.val_fraction 0
+    data = VideoPairs.load(pairs_path)
+    if len(data.lr_val) == 0:  # one-frame clip, or extract.val_fraction 0
         reason = ("no held-out frames (a one-frame clip, or extract.val_fraction: 0), so the guard could not "
                   "check a fine-tuned model; the base model is kept without fine-tuning")
         log.warning("%s: %s", pairs_path, reason)
         return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
-    chain = DegradeChain.from_config(degrade_cfg)
-    rule = Rule.from_config(cfg)
-    judge = held_out_judge(base, lr_val, hr_val, scale, cfg, chain, dev)
-    bicubic_psnr = judge.mean_psnr(judge.score(None))
-
+    base, chain, rule = load_model(base_model_path), DegradeChain.from_config(degrade_cfg), Rule.from_config(cfg)
+    judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev)
     model = load_model(base_model_path).module
-    kind = cfg["pairs"]
-    rounds = int(cfg["rounds"]) if kind == "near_scale" else 1
-    epochs, per_epoch = _epochs(max(1, cfg["steps"] // rounds), cfg["steps_per_epoch"])
-    max_seconds = cfg.get("max_seconds") and cfg["max_seconds"] / rounds
-    _, first = np.unique(pairs["indices"][~is_val], return_index=True)  # each frame once (copies > 1)
-    train_frames = hr_train[np.sort(first)]
-    valid = FixedBatches(list(lr_val), list(hr_val), batch_size=2, device=dev)
-    fingerprint = run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path)
     tracker = RoundTracker(rule, judge, model, float(cfg["lr"]), float(cfg["lr_backoff"]), cfg["patience"],
                            guard=cfg["guard"])
-    totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
-    logs, rounds_run = [], 0
-    for r in range(rounds):
+    rounds = Rounds(cfg, Path(out_model), Path(out_log), run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path))
+    train_pairs = len(data.lr_train)
+    for r in range(rounds.count):
         if tracker.stopped:
             log.info("stopping after round %d: %d round(s) in a row did not improve the held-out pairs "
-                     "(fine_tune.patience); rounds %d-%d skipped", r, tracker.undone_in_a_row, r + 1, rounds)
+                     "(fine_tune.patience); rounds %d-%d skipped", r, tracker.undone_in_a_row, r + 1, rounds.count)
             break
-        rounds_run = r + 1
-        round_log = Path(out_log) if rounds == 1 else Path(out_log).with_suffix(f".round{r + 1}.csv")
-        done = Path(out_model).with_suffix(f".round{r + 1}.done")
-        logs.append(round_log)
-        if rounds > 1 and (saved := _round_done(done, fingerprint, model)) is not None:
-            log.info("round %d of %d was finished by an earlier run; going on", r + 1, rounds)
-            tracker.load_state(json.loads(saved["tracker"]), model)
+        if rounds.resume(r, model, tracker):
             continue
-        if kind == "near_scale":  # targets from the model as it is now: the base, then the best round's
-            lr_train, hr_train = near_scale_pairs(
-                model, train_frames, scale, chain, tuple(cfg["shrink"]), cfg["targets_per_frame"],
-                crop=4 * cfg["patch"] * scale, seed=cfg["seed"] + r, device=dev)
-        train = PatchBatches(list(lr_train), list(hr_train), scale, cfg["patch"], cfg["batch_size"], per_epoch,
-                             seed=cfg["seed"] + r, device=dev)
-        log.info("fine-tuning%s on %d %s pairs from %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
-                 f" round {r + 1} of {rounds}" if rounds > 1 else "", len(lr_train), kind, len(train_frames),
-                 len(lr_val), epochs, per_epoch, tracker.lr, dev)
-        checkpoint = Path(out_model).with_suffix(f".round{r + 1}.ckpt" if rounds > 1 else ".ckpt")
-        stats = fit(model, train, valid, epochs, tracker.lr, cfg["loss"], round_log, dev, max_seconds,
-                    checkpoint=checkpoint, fingerprint=f"{fingerprint}:{r}:{tracker.lr}")
-        totals["seconds"] += stats["seconds"]
-        totals["steps"] += stats["steps"]
-        totals["resumed_from_epoch"] = totals["resumed_from_epoch"] or stats["resumed_from_epoch"]
+        stats = _train_round(model, r, data, base.scale, chain, cfg, tracker.lr, rounds, dev)
+        train_pairs = stats["train_pairs"]
         tracker.after_round(r + 1, model)
-        if rounds > 1:
-            with atomic_output(done) as tmp:
-                torch.save({"fingerprint": fingerprint, "model": model.state_dict(),
-                            "tracker": json.dumps(tracker.state())}, tmp)
-        checkpoint.unlink(missing_ok=True)
-    if rounds > 1:
-        _join_round_logs(logs, Path(out_log))
+        rounds.finish(r, model, tracker, stats)
+    rounds.join_logs()
     signals = judge.signals(tracker.best_scores)
-    if cfg["guard"]:
-        keep_tuned, reason = rule.decide(signals)
-    else:
-        keep_tuned, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
-    deciding = signals[rule.signal]
-    stats = {"seconds": round(totals["seconds"], 2), "steps": totals["steps"],
-             "it_per_s": round(totals["steps"] / max(totals["seconds"], 1e-9), 3),
-             "resumed_from_epoch": totals["resumed_from_epoch"], "rounds": rounds, "rounds_run": rounds_run,
-             "round_report": tracker.report}
-    tuned_psnr, base_psnr = judge.mean_psnr(tracker.best_scores), judge.mean_psnr(judge.base_scores)
-    verdict = {
-        "kept": "fine_tuned" if keep_tuned else "base", "reason": reason, "signal": rule.signal,
-        "gain_db": deciding.gain_db, "gain_stderr_db": deciding.stderr_db,
-        "signals": {k: v.as_dict() for k, v in signals.items()},
-        "val_frames": int(len(lr_val)), "train_frames": int(len(train_frames)), "train_pairs": int(len(lr_train)),
-        "val_psnr_y": {"bicubic": bicubic_psnr["frame"], "milestone": base_psnr["frame"],
-                       "fine_tuned": tuned_psnr["frame"]},
-        "lr": cfg["lr"], "pairs": kind, "device": str(dev), **stats,
-    }
-    provenance = {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict}
-    loaded.save(out_model, provenance, module=model if keep_tuned else base)
+    keep, reason = rule.decide(signals) if cfg["guard"] else (
+        True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked")
+    verdict = {"kept": "fine_tuned" if keep else "base", "reason": reason, "signal": rule.signal,
+               "gain_db": signals[rule.signal].gain_db, "gain_stderr_db": signals[rule.signal].stderr_db,
+               "signals": {k: v.as_dict() for k, v in signals.items()}, "val_frames": len(data.lr_val),
+               "train_frames": len(data.train_frames), "train_pairs": train_pairs,
+               "val_psnr_y": {"bicubic": judge.mean_psnr(judge.score(None))["frame"],
+                              "milestone": judge.mean_psnr(judge.base_scores)["frame"],
+                              "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
+               "lr": cfg["lr"], "pairs": cfg["pairs"], "device": str(dev), **rounds.stats(),
+               "round_report": tracker.report}
+    base.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict},
+              module=model if keep else base.module)
     atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
-    for r in range(rounds):
-        Path(out_model).with_suffix(f".round{r + 1}.done").unlink(missing_ok=True)
-    log.info("verdict: %s", verdict["reason"])
+    rounds.clean_up()
+    log.info("verdict: %s", reason)
     return verdict
