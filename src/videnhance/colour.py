@@ -131,7 +131,6 @@ class Colour:
 
 
 PLANAR = {"yuv420p": 8, "yuv420p10le": 10}  # the planar 4:2:0 formats of the transport, and their bits
-TRANSPORTS = ("auto", "rgb24", "yuv420p")  # the values of `infer.transport`
 
 
 def _levels(colour: Colour, bits: int = 8) -> tuple[float, float, float, float]:

@@ -34,6 +34,11 @@ def load_schema(name: str) -> dict:
     return yaml.safe_load((SCHEMA_DIR / f"{name}.schema.yaml").read_text())
 
 
+def allowed_values(section: str, key: str) -> tuple:
+    """The values the schema allows for `section.key` (its `enum`): the one list of them."""
+    return tuple(load_schema("config")["properties"][section]["properties"][key]["enum"])
+
+
 def _resolve(schema: dict, root: dict) -> dict:
     if "$ref" not in schema:
         return schema

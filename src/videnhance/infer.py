@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .colour import PLANAR, TRANSPORTS, Colour, rgb_to_yuv420, yuv420_to_rgb
+from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
 from .errors import ConfigError
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
 
@@ -222,8 +222,10 @@ def choose_layout(transport: str, device: torch.device, meta: VideoMeta, setting
     that cannot (not 4:2:0 at 8 or 10 bits, odd sizes, lossless RGB output, a non-linear matrix)
     stays rgb24. "auto" uses yuv420p on CUDA only: on a CPU, ffmpeg's SIMD conversion costs less
     than torch's (docs/performance.md)."""
-    if transport not in TRANSPORTS:
-        raise ValueError(f"infer.transport must be one of {TRANSPORTS}, not {transport!r}")
+    from .config import allowed_values
+
+    if transport not in allowed_values("infer", "transport"):
+        raise ValueError(f"infer.transport must be one of {allowed_values('infer', 'transport')}, not {transport!r}")
     colour = meta.colour
     base = Layout(meta.height, meta.width, colour=colour)
     if transport == "rgb24" or (transport == "auto" and device.type != "cuda") or not colour.linear:

@@ -28,6 +28,14 @@ KERNELS = {
 }
 
 
+VERDICT_COLUMNS = {  # summary column: (verdict.json key, value when absent)
+    "kept": ("kept", ""), "guard_signal": ("signal", ""), "guard_gain_db": ("gain_db", float("nan")),
+    "guard_stderr_db": ("gain_stderr_db", float("nan")), "guard_reason": ("reason", ""),
+    "fine_tune_seconds": ("seconds", float("nan")), "fine_tune_it_per_s": ("it_per_s", float("nan")),
+    "fine_tune_device": ("device", ""),
+}
+
+
 def build_summary(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int]) -> pd.DataFrame:
     scores = pd.concat([pd.read_csv(f) for f in score_files], ignore_index=True)
     means = summarize(scores)
@@ -42,17 +50,11 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
     wide["d_milestone_vs_bicubic_db"] = wide.milestone_psnr_y - wide.bicubic_psnr_y
     wide["d_fine_tuned_vs_bicubic_db"] = wide.fine_tuned_psnr_y - wide.bicubic_psnr_y
     wide["d_fine_tuned_vs_milestone_db"] = wide.fine_tuned_psnr_y - wide.milestone_psnr_y
-    wide["kept"] = wide.video.map(lambda v: verdicts.get(v, {}).get("kept", ""))
-    wide["guard_signal"] = wide.video.map(lambda v: verdicts.get(v, {}).get("signal", ""))
-    wide["guard_gain_db"] = wide.video.map(lambda v: verdicts.get(v, {}).get("gain_db", float("nan")))
-    wide["guard_stderr_db"] = wide.video.map(lambda v: verdicts.get(v, {}).get("gain_stderr_db", float("nan")))
-    wide["guard_reason"] = wide.video.map(lambda v: verdicts.get(v, {}).get("reason", ""))
-    wide["fine_tune_seconds"] = wide.video.map(lambda v: verdicts.get(v, {}).get("seconds", float("nan")))
-    wide["fine_tune_it_per_s"] = wide.video.map(lambda v: verdicts.get(v, {}).get("it_per_s", float("nan")))
-    wide["fine_tune_device"] = wide.video.map(lambda v: verdicts.get(v, {}).get("device", ""))
+    for column, (key, missing) in VERDICT_COLUMNS.items():  # a verdict without fine-tuning has no guard fields
+        wide[column] = wide.video.map(lambda v, key=key, missing=missing: verdicts.get(v, {}).get(key, missing))
     order = ["video", "protocol", "scale", "frames"] + [f"{m}_{k}" for k in ("psnr_y", "ssim_y", "psnr_rgb") for m in METHODS]
-    order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db", "kept",
-              "guard_signal", "guard_gain_db", "guard_stderr_db", "guard_reason", "fine_tune_seconds", "fine_tune_it_per_s", "fine_tune_device"]
+    order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db",
+              *VERDICT_COLUMNS]
     wide = wide[order]
     numeric = wide.select_dtypes("number").columns
     for protocol, group in wide.groupby("protocol", sort=False):
