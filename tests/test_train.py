@@ -141,6 +141,23 @@ def test_guard_rule_needs_a_gain_above_noise_and_no_loss_on_real_targets():
     assert not Rule("frame", 0.0, 2.0, None).decide(_signals(noisy, steady))[0]
 
 
+def test_a_round_is_kept_if_it_passes_the_guard_and_keeps_the_frame_pairs():
+    """Rounds are not ranked by their near-scale gain (its targets are the base model's output,
+    which a later round moves away from while getting closer to the truth)."""
+    rule = Rule("near_scale", min_gain_db=0.0, z=2.0, frame_margin_db=0.15)
+    steady = [0.1 + 0.01 * i for i in range(6)]
+    round1 = _signals([0.3] * 5 + [0.31], [1.7 + 0.01 * i for i in range(6)])
+    assert rule.better(round1, None)
+    lower_near = _signals([0.6] * 5 + [0.61], [1.5 + 0.01 * i for i in range(6)])
+    assert rule.better(lower_near, round1)  # near-scale fell, frame pairs rose: kept (coffee_pushin ×4)
+    assert not rule.better(_signals([0.1] * 6, steady), round1)  # frame pairs fell 0.2 dB > 0.15 below round 1
+    assert rule.better(_signals([0.2] * 6, steady), round1)  # 0.1 below: within the margin
+    noisy = [0.3, -0.28, 0.25, -0.2, 0.1, -0.1]
+    assert not rule.better(_signals(steady, noisy), None)  # does not pass the guard on its own
+    frame_rule = Rule("frame", 0.0, 2.0, None)  # the rule before: higher frame-pair gain wins
+    assert frame_rule.better(_signals(noisy, noisy), None) and not frame_rule.better(round1, lower_near)
+
+
 def test_held_out_gain_is_averaged_per_frame_before_the_standard_error():
     """Near-scale pairs of one frame are not independent evidence: the frame is the unit."""
     base = np.zeros(8)
