@@ -13,6 +13,7 @@ import torch
 
 from .errors import ConfigError
 from .files import atomic_output
+from .tensors import to_float
 
 
 def sample_indices(n_frames: int, count: int) -> np.ndarray:
@@ -82,8 +83,8 @@ class PatchBatches:
         self.device = torch.device(device)
         smallest = min(min(im.shape[:2]) for im in lr_images)
         self.patch = min(patch, smallest)
-        self.lr = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device) for im in lr_images]
-        self.hr = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device) for im in hr_images]
+        self.lr = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in lr_images]  # HWC uint8
+        self.hr = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in hr_images]
         self.gen = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -98,11 +99,10 @@ class PatchBatches:
         for _ in range(self.batch_size):
             i = self._randint(len(self.lr))
             lr, hr = self.lr[i], self.hr[i]
-            y, x = self._randint(lr.shape[1] - p + 1), self._randint(lr.shape[2] - p + 1)
-            lrs.append(lr[:, y : y + p, x : x + p])
-            hrs.append(hr[:, y * s : (y + p) * s, x * s : (x + p) * s])
-        lr_b = torch.stack(lrs).float().div_(255)
-        hr_b = torch.stack(hrs).float().div_(255)
+            y, x = self._randint(lr.shape[0] - p + 1), self._randint(lr.shape[1] - p + 1)
+            lrs.append(lr[y : y + p, x : x + p])
+            hrs.append(hr[y * s : (y + p) * s, x * s : (x + p) * s])
+        lr_b, hr_b = to_float(torch.stack(lrs)), to_float(torch.stack(hrs))
         if self.augment:
             if self._randint(2):
                 lr_b, hr_b = lr_b.flip(-1), hr_b.flip(-1)
@@ -133,8 +133,7 @@ class FixedBatches:
         for start in range(0, len(self.lr_images), self.batch_size):
             lr = np.stack(self.lr_images[start : start + self.batch_size])
             hr = np.stack(self.hr_images[start : start + self.batch_size])
-            yield (torch.from_numpy(lr).permute(0, 3, 1, 2).to(self.device).float().div_(255),
-                   torch.from_numpy(hr).permute(0, 3, 1, 2).to(self.device).float().div_(255))
+            yield to_float(torch.from_numpy(lr).to(self.device)), to_float(torch.from_numpy(hr).to(self.device))
 
 
 # Photos bundled with scikit-image. The demo clips are made from DEMO_PHOTOS, so pretraining on

@@ -16,20 +16,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (n, H, W, 3) → float32 (n, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (n, 3, H, W) in [0, 1] → uint8 (n, H, W, 3), rounded: what a viewer would get."""
-    return images.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+from .tensors import frames_to_tensor, tensor_to_frames
 
 
 def resize(frames: np.ndarray, size: tuple[int, int], mode: str = "bicubic") -> np.ndarray:
     """Resize a uint8 batch (n, H, W, 3) to size=(h, w); antialiased when shrinking."""
-    return to_uint8(resize_tensor(to_tensor(frames), size, mode))
+    return tensor_to_frames(resize_tensor(frames_to_tensor(frames), size, mode))
 
 
 def resize_tensor(images: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
@@ -66,13 +58,13 @@ def eval_degrade(frames: np.ndarray, scale: int, kind: str = "BI") -> np.ndarray
     n, h, w, _ = frames.shape
     if h % scale or w % scale:
         raise ValueError(f"frame size {w}x{h} is not divisible by scale {scale}")
-    x = to_tensor(frames)
+    x = frames_to_tensor(frames)
     if scale == 1:
-        return to_uint8(gaussian_blur_tensor(x, 1.0))
+        return tensor_to_frames(gaussian_blur_tensor(x, 1.0))
     if kind == "BI":
-        return to_uint8(resize_tensor(x, (h // scale, w // scale), "bicubic"))
+        return tensor_to_frames(resize_tensor(x, (h // scale, w // scale), "bicubic"))
     if kind == "BD":
-        return to_uint8(gaussian_blur_tensor(x, 1.6)[..., scale // 2 :: scale, scale // 2 :: scale])
+        return tensor_to_frames(gaussian_blur_tensor(x, 1.6)[..., scale // 2 :: scale, scale // 2 :: scale])
     raise ValueError(f"unknown benchmark degradation {kind!r} (use BI or BD)")
 
 
@@ -105,7 +97,7 @@ class DegradeChain:
     def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         """Degrade one uint8 (H, W, 3) image whose sides are multiples of `scale`."""
         h, w, _ = image.shape
-        x = to_tensor(image[None])
+        x = frames_to_tensor(image[None])
         sigma = float(rng.uniform(*self.blur_sigma))
         x = gaussian_blur_tensor(x, sigma)
         mode = str(rng.choice(self.downscale))
@@ -115,7 +107,7 @@ class DegradeChain:
         if noise > 0:
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
             x = x + torch.randn(x.shape, generator=gen) * (noise / 255)
-        out = to_uint8(x)[0]
+        out = tensor_to_frames(x)[0]
         if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:
             out = jpeg(out, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
         return out

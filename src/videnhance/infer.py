@@ -19,6 +19,7 @@ from torch import nn
 from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
 from .errors import ConfigError
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
+from .tensors import to_float, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +166,6 @@ def _model_call(model: nn.Module | None, x: torch.Tensor, scale: int, size: tupl
     return _forward(model, x, scale, size, plan.bf16)
 
 
-def _to_uint8(y: torch.Tensor) -> torch.Tensor:
-    """float NCHW in [0, 1] → uint8 NHWC, on the same device (contiguous when `y` is channels_last)."""
-    return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
-
-
 def _upload(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """Integer frames as a tensor on `device`. On CUDA they go through pinned memory,
     asynchronously, and are converted to float on the GPU: a quarter (uint8) or half (int16) of
@@ -183,7 +179,7 @@ def _upload(frames: np.ndarray, device: torch.device) -> torch.Tensor:
 def _to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 NHWC frames → float NCHW in [0, 1] on `device`, channels_last (the NHWC bytes as they
     are: the permute is free)."""
-    return _upload(frames, device).permute(0, 3, 1, 2).float().div_(255)
+    return to_float(_upload(frames, device))
 
 
 @dataclass(frozen=True)
@@ -205,7 +201,7 @@ class Layout:
         return _to_device(frames, device)
 
     def from_model(self, y: torch.Tensor) -> torch.Tensor:
-        return rgb_to_yuv420(y, self.colour, PLANAR[self.write]) if self.write in PLANAR else _to_uint8(y)
+        return rgb_to_yuv420(y, self.colour, PLANAR[self.write]) if self.write in PLANAR else to_uint8(y, inplace=True)
 
     def out_empty(self, size: tuple[int, int]) -> torch.Tensor:
         shape, dtype = frame_layout(self.write, *size)
