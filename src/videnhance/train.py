@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .config import ConfigError
 from .data import FixedBatches, PatchBatches, load_npz
 from .degrade import DegradeChain, make_pairs, shrink_and_crop
+from .errors import ConfigError
 from .files import atomic_output, atomic_write_text
 from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, run_model

@@ -1,4 +1,33 @@
-"""`videnhance bench …` and `python -m videnhance.bench …`."""
+"""`videnhance bench io|model|infer|finetune|memory`: how fast this machine decodes, runs the model,
+encodes and enhances whole videos, measured against ffmpeg doing the same work on its own.
+
+  io      ffmpeg alone (decode to null, file→file transcode with our encoder settings) next to our
+          decode into numpy batches, our encode from numpy, and our passthrough (decode → identity
+          → encode), also through the inference path with each transport (rgb24, yuv420p) on
+          --device. Ends with `passthrough_ratio: R` (our passthrough ÷ ffmpeg transcode, frames/s).
+  model   model-only frames/s of the default network (SRResNet 64 channels × 16 blocks, random
+          weights), input in channels_last as `run_model` gives it: fp32 on CPU (with the
+          allocator tuning enhance_video uses); bf16 autocast + channels_last weights on CUDA. Time-bounded: runs until
+          --seconds have passed, at least one batch.
+  infer   end-to-end `enhance_video` frames/s next to each stage alone (model, our decoder at the
+          input size, our encoder at the output size); ends with `infer_ratio: R` (end-to-end ÷
+          the slowest stage).
+  finetune  a video's fine-tuning as the pipeline runs it (extract → degrade → fine_tune, the
+          config's budget): seconds and iterations/s; ends with `it_per_s: R`.
+  memory  `enhance_video` on clips of N and 10·N seconds, each in a fresh process; ends with
+          `memory_ratio: R` (peak RSS of the long run ÷ the short one; the target is < 1.2).
+
+Without --input, a test clip (ffmpeg lavfi testsrc2, x264 crf 18) is made in a temporary folder.
+Every measurement of our own code runs in a fresh Python process, so its peak RSS is its own.
+`peak_rss_mb` = that process's peak + the peaks of the ffmpeg processes it ran during the timed
+part (decoder and encoder run at the same time, so this is an upper bound of their sum). Peaks
+are VmHWM from /proc on Linux, not getrusage's ru_maxrss: a child inherits ru_maxrss from the
+process that spawned it (vfork + exec), so a worker started from a Python that imported torch
+would report ≥ 500 MB before doing anything. Elsewhere ru_maxrss is the fallback. The table
+also gives CPU milliseconds per frame (all processes, user + system): on a machine shared with
+other jobs, wall-clock frames/s swing with the load, CPU time per frame much less.
+--csv appends the rows (header written once) with the columns in `COLUMNS`.
+"""
 
 from __future__ import annotations
 
@@ -117,7 +146,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `bench` (with io/model/infer/finetune/memory under it) to the CLI's subparsers."""
     p = subparsers.add_parser("bench", help="measure decode/encode, the model, fine-tuning and whole-video inference",
-                              description=_package_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_commands(p.add_subparsers(dest="bench_command", required=True))
     p.set_defaults(func=run_bench)
     return p
@@ -130,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(argv[1])
         print(json.dumps(run_work(WORK[spec["kind"]], spec)))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m videnhance.bench", description=_package_doc(),
+    parser = argparse.ArgumentParser(prog="python -m videnhance.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_commands(parser.add_subparsers(dest="bench_command", required=True))
     args = parser.parse_args(argv)
@@ -139,8 +168,3 @@ def main(argv: list[str] | None = None) -> int:
 
 
 
-
-def _package_doc() -> str:
-    from .. import bench
-
-    return bench.__doc__
