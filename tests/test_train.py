@@ -88,6 +88,8 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
     assert all(s["gain_db"] < 0 for r in report for s in r["signals"].values())
     if patience == 1:  # round 1 undone: round 2 cannot pay off from the same weights, so it is skipped
         assert [r["round"] for r in report] == [1] and verdict["rounds_run"] == 1 and verdict["rounds"] == 2
+        assert verdict["reason"].startswith("round 1 was undone and 1 later round(s) skipped: fine-tuned")
+        assert verdict["gain_db"] < 0  # what the rejected round measured, not the base's zero
     else:  # every round runs, each at a lower rate
         assert [r["round"] for r in report] == [1, 2] and report[1]["lr"] == 5.0 * cfg["lr_backoff"]
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"

@@ -424,6 +424,7 @@ class RoundTracker:
         self.best: dict[str, Signal] | None = None  # signals of the best model so far; None = the base
         self.best_state, self.best_scores = _state_copy(model), judge.base_scores
         self.undone_in_a_row, self.report = 0, []
+        self.last: dict[str, Signal] | None = None  # the signals of the last round scored
 
     @property
     def stopped(self) -> bool:
@@ -433,8 +434,10 @@ class RoundTracker:
         scores = self.judge.score(model)
         signals = self.judge.signals(scores)
         kept = not self.guard or self.rule.better(signals, self.best)
+        why = self.rule.decide(signals)[1]
         self.report.append({"round": r, "lr": self.lr, "kept": kept, "val_gain_db": round(signals["frame"].gain_db, 4),
-                            "signals": {k: v.as_dict() for k, v in signals.items()}})
+                            "signals": {k: v.as_dict() for k, v in signals.items()}, "guard": why})
+        self.last = signals
         if kept:
             self.best, self.best_state, self.best_scores = signals, _state_copy(model), scores
             self.undone_in_a_row = 0
@@ -442,8 +445,7 @@ class RoundTracker:
             model.load_state_dict(self.best_state)
             self.lr *= self.backoff
             self.undone_in_a_row += 1
-            log.info("round %d did not improve the held-out %s pairs (%+.3f dB vs the base); undone, next lr %g", r,
-                     self.rule.signal, signals[self.rule.signal].gain_db, self.lr)
+            log.info("round %d not kept (%s); undone, next lr %g", r, why, self.lr)
         return kept
 
     def state(self) -> dict:
@@ -454,6 +456,7 @@ class RoundTracker:
     def load_state(self, state: dict, model: nn.Module) -> None:
         self.lr, self.undone_in_a_row, self.report = state["lr"], state["undone_in_a_row"], state["report"]
         self.best = {k: Signal(**v) for k, v in state["best"].items()} if state["best"] else None
+        self.last = {k: Signal(**v) for k, v in self.report[-1]["signals"].items()} if self.report else None
         self.best_state = _state_copy(model)
         self.best_scores = self.judge.score(model) if self.best else self.judge.base_scores
 
@@ -609,8 +612,14 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         rounds.finish(r, model, tracker, stats)
     rounds.join_logs()
     signals = judge.signals(tracker.best_scores)
-    keep, reason = rule.decide(signals) if cfg["guard"] else (
-        True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked")
+    if not cfg["guard"]:
+        keep, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
+    elif tracker.best is None and tracker.last is not None:  # every round run was undone: report what it measured
+        signals, skipped = tracker.last, rounds.count - rounds.run
+        keep, reason = False, (f"round {tracker.report[-1]['round']} was undone"
+                               f"{f' and {skipped} later round(s) skipped' if skipped else ''}: {tracker.report[-1]['guard']}")
+    else:
+        keep, reason = rule.decide(signals)
     verdict = {"kept": "fine_tuned" if keep else "base", "reason": reason, "signal": rule.signal,
                "gain_db": signals[rule.signal].gain_db, "gain_stderr_db": signals[rule.signal].stderr_db,
                "signals": {k: v.as_dict() for k, v in signals.items()}, "val_frames": len(data.lr_val),
