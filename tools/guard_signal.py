@@ -183,6 +183,32 @@ def table(rows: list[dict], cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scatter(rows: list[dict], path: str | Path) -> None:
+    """Held-out gain against ground-truth gain, one point per round and signal, with ±1 s.e."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, name, colour in zip(axes, ("frame", "near_scale"), ("tab:orange", "tab:blue"), strict=True):
+        gt = [x["gt_gain_db"] for r in rows for x in r["rounds"]]
+        held = [x["signals"][name]["gain_db"] for r in rows for x in r["rounds"]]
+        err = [x["signals"][name]["stderr_db"] for r in rows for x in r["rounds"]]
+        ax.errorbar(gt, held, yerr=err, fmt="o", color=colour, ms=4, capsize=2)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel("ground-truth gain of the model (dB Y-PSNR, all frames)")
+        ax.set_ylabel("held-out gain, mean per frame ± s.e. (dB)")
+        ax.set_title(f"held-out {name.replace('_', '-')} pairs", fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{sum(len(r['rounds']) for r in rows)} fine-tuned models (clip × scale × lr × round), guard off",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clips", nargs="+", help="ground-truth videos")
@@ -191,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", required=True, help="folder for each clip's files")
     parser.add_argument("--jsonl", help="append one JSON row per clip here (default: <work>/rows.jsonl)")
     parser.add_argument("--md", help="write the table of every row in --jsonl here")
+    parser.add_argument("--plot", help="write held-out vs ground-truth gain of every row in --jsonl here (PNG)")
     parser.add_argument("--blend", type=float, nargs="*", default=[], help="also score these base→tuned blends")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -204,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         with jsonl.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    if args.plot:
+        scatter(rows, args.plot)
     if args.md:
-        rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
         Path(args.md).write_text(table(rows, cfg))
         print(Path(args.md).read_text())
     return 0
