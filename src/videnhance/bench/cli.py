@@ -85,7 +85,7 @@ def _add_commands(sub) -> None:
     p.add_argument("--scale", type=int, choices=(1, 2, 3, 4, 8), help="upscaling factor (default: the config's)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
-    p.add_argument("--config", help="a pipeline config file (default: the built-in defaults, steps 300)")
+    p.add_argument("--config", help="a pipeline config file (default: the built-in defaults, those of config/config.yaml)")
     p.add_argument("--steps", type=int, help="fine-tuning steps instead of the config's")
     p.set_defaults(bench=_cmd_finetune)
 
