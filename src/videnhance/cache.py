@@ -69,11 +69,13 @@ def cached_base_model(settings: dict, rebuild: bool = False) -> tuple[Path, bool
     if path.exists() and not rebuild:
         log.info("base model from the cache: %s", path)
         return path, False
+    from .infer import pick_device
+
     steps = settings["pretrain"]["steps"]
     estimate = steps * seconds_per_step(settings)
     log.info("pretraining a ×%d base model (%s, %d steps on %s): about %s, from a timed step. It is kept in %s "
              "for later runs (--rebuild-base trains it again; --checkpoint uses your own).", settings["scale"],
-             settings["model"]["arch"], steps, settings["device"], _duration(estimate), path)
+             settings["model"]["arch"], steps, pick_device(settings["device"]), _duration(estimate), path)
     pretrain(model=path, history=path.with_suffix(".history.csv"), settings=settings)
     return path, True
 
