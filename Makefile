@@ -54,7 +54,7 @@ lint: setup
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 
-format: setup  # lint autofixes (imports, upgrades); Python is wrapped by hand at ~120 columns, not by ruff format
+format: setup  # lint autofixes (imports, upgrades); Python is wrapped by hand at 120 columns (ruff E501 checks it), not by ruff format
 	$(BIN)/ruff check --fix src tests tools workflow/scripts
 	$(BIN)/snakefmt Snakefile workflow/rules
 

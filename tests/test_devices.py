@@ -36,7 +36,8 @@ def test_run_model_matches_float64(device):
     """uint8 frames through `run_model` (batches, channels_last, bf16 on CUDA) against the same
     network evaluated in float64 on whole float frames."""
     model = textured_model()
-    lr = np.ascontiguousarray(np.stack([photo(name)[::4, ::4][:64, :64] for name in ("astronaut", "coffee", "chelsea")]))
+    names = ("astronaut", "coffee", "chelsea")
+    lr = np.ascontiguousarray(np.stack([photo(name)[::4, ::4][:64, :64] for name in names]))
     with torch.no_grad():
         exact = copy.deepcopy(model).double()(torch.from_numpy(lr).permute(0, 3, 1, 2).double() / 255)
     reference = (exact.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy().astype(int)

@@ -31,7 +31,8 @@ def test_conda_env_installs_this_checkout_wherever_snakemake_copies_the_file(tmp
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     editable = [line for line in pip_section if line.startswith("-e ")]
     assert editable == ["-e ${VIDENHANCE_ROOT}"]
-    assert "os.environ.update(VIDENHANCE_ROOT=workflow.basedir)" in (REPO / "workflow" / "rules" / "common.smk").read_text()
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert "os.environ.update(VIDENHANCE_ROOT=workflow.basedir)" in common
     copy = tmp_path / ".snakemake" / "conda" / "requirements.txt"
     copy.parent.mkdir(parents=True)
     copy.write_text("\n".join(editable) + "\n")

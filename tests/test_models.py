@@ -53,7 +53,8 @@ def test_bare_state_dict_and_safetensors_load_with_config_kwargs(tmp_path):
     assert isinstance(loaded.module, SRResNet)
     torch.nn.init.normal_(model.tail.weight)  # not the zero init: the weights must really come from the file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    from_file = load_model(tmp_path / "w.safetensors", arch="srresnet", scale=2, kwargs={"channels": 8, "blocks": 1}).module
+    kwargs = {"channels": 8, "blocks": 1}
+    from_file = load_model(tmp_path / "w.safetensors", arch="srresnet", scale=2, kwargs=kwargs).module
     assert all(torch.equal(from_file.state_dict()[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ModelFileError, match="do not fit"):
         load_model(tmp_path / "sd.pth", arch="srresnet", scale=2, kwargs={"channels": 16, "blocks": 1})

@@ -182,7 +182,8 @@ def test_no_audio_several_audio_tracks_and_subtitles(tmp_path):
     (tmp_path / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:01,500\nhello\n")
     source = tmp_path / "multi.mp4"
     ffmpeg("-i", str(video), "-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-f", "lavfi", "-i",
-           "sine=frequency=500:duration=2", "-i", str(tmp_path / "subs.srt"), "-map", "0:v", "-map", "1:a", "-map", "2:a",
+           "sine=frequency=500:duration=2", "-i", str(tmp_path / "subs.srt"),
+           "-map", "0:v", "-map", "1:a", "-map", "2:a",
            "-map", "3:s", "-c:v", "copy", "-c:a", "aac", "-c:s", "mov_text", str(source))
     meta = probe(source)
     assert len(meta.audio) == 2 and meta.subtitles[0]["codec"] == "mov_text"
@@ -293,7 +294,8 @@ def test_kill_9_during_infer_leaves_no_output(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert partial.exists() and not (tmp_path / "out.mkv").exists()  # only the hidden partial file, never the output name
+    # only the hidden partial file, never the output name
+    assert partial.exists() and not (tmp_path / "out.mkv").exists()
     assert source.exists()
 
 

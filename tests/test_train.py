@@ -42,7 +42,8 @@ def _tiny_cfg(**fine_tune):
 def test_pretrain_writes_model_and_fastai_history(tmp_path):
     cfg = _tiny_cfg()
     images = [photo("chelsea"), photo("rocket")]
-    stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"], cfg["degrade"], "cpu")
+    stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"], cfg["degrade"],
+                     "cpu")
     history = pd.read_csv(tmp_path / "p.csv")
     assert len(history) == 2 and {"train_loss", "valid_loss", "psnr_metric"} <= set(history.columns)
     assert stats["steps"] == 6

@@ -24,7 +24,8 @@ TINY_CONFIG = {
 }
 
 
-def write_workdir(workdir: Path, rows: list[tuple[str, str, str]], config: dict | None = None, extra_columns=()) -> None:
+def write_workdir(workdir: Path, rows: list[tuple[str, str, str]], config: dict | None = None,
+                  extra_columns=()) -> None:
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config or TINY_CONFIG))
     header = "\t".join(["id", "path", "mode", *extra_columns])
@@ -37,7 +38,8 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-6000:]}")
     return proc
 
 

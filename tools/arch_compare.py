@@ -45,9 +45,11 @@ def main() -> None:
     for name, model_cfg in NETWORKS:
         timing = {**cfg["pretrain"], "steps": 8, "steps_per_epoch": 4}
         start = time.time()
-        pretrain(images, out / f"{name}_timing.pt", out / f"{name}_timing.csv", 4, model_cfg, timing, cfg["degrade"], "cpu")
+        pretrain(images, out / f"{name}_timing.pt", out / f"{name}_timing.csv", 4, model_cfg, timing, cfg["degrade"],
+                 "cpu")
         steps = max(8, int(args.seconds / ((time.time() - start) / 8)))
-        run = {**cfg["pretrain"], "steps": steps, "steps_per_epoch": max(1, steps // 10), "max_seconds": args.seconds * 1.15}
+        run = {**cfg["pretrain"], "steps": steps, "steps_per_epoch": max(1, steps // 10),
+               "max_seconds": args.seconds * 1.15}
         stats = pretrain(images, out / f"{name}.pt", out / f"{name}.csv", 4, model_cfg, run, cfg["degrade"], "cpu")
         model = load_model(out / f"{name}.pt").module
         run_model(model, frame[:1])  # warm-up

@@ -144,8 +144,9 @@ def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_
         train = PatchBatches(lrs, hrs, scale, variant.get("patch", 32), 16, steps // epochs, seed=r, device=device)
         valid = FixedBatches(list(pairs["lr"][val]), list(pairs["hr"][val]), batch_size=2, device=device)
         start = time.time()
-        fit(model, train, valid, epochs, variant["lr"], variant.get("loss", {"l1": 1.0}), f"{log_dir}/{clip}_{variant['name']}_{r}.csv",
-            device, progress=False)
+        log_csv = f"{log_dir}/{clip}_{variant['name']}_{r}.csv"
+        fit(model, train, valid, epochs, variant["lr"], variant.get("loss", {"l1": 1.0}), log_csv, device,
+            progress=False)
         seconds += time.time() - start
     return model, seconds, train.patch
 
@@ -199,7 +200,8 @@ def main() -> None:
             model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir, photos)
             print(json.dumps({"clip": clip, **variant,
                               "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
-                              "val_gain": round(mean_psnr(model, pairs["lr"][val], pairs["hr"][val], device) - val_base, 3),
+                              "val_gain": round(mean_psnr(model, pairs["lr"][val], pairs["hr"][val], device)
+                                                - val_base, 3),
                               "seconds": round(seconds, 1), "patch": patch}), flush=True)
 
 

@@ -178,7 +178,8 @@ def table(rows: list[dict], cfg: dict) -> str:
     if blends:
         lines += ["", "| clip | × | blend α | GT gain | held-out frame pairs | held-out near-scale |", "|" + "---|" * 6]
         lines += [f"| {r['clip']} | {r['scale']} | {a} | {b['gt_gain_db']:+.3f} | {b['frame']['gain_db']:+.3f} ± "
-                  f"{b['frame']['stderr_db']:.3f} | {b['near_scale']['gain_db']:+.3f} ± {b['near_scale']['stderr_db']:.3f} |"
+                  f"{b['frame']['stderr_db']:.3f} | {b['near_scale']['gain_db']:+.3f} ± "
+                  f"{b['near_scale']['stderr_db']:.3f} |"
                   for r, a, b in blends]
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,8 @@ The model works in RGB; videos are YUV. Both ways, the conversion follows the so
 - a tagged source is read with its own matrix and range (ffmpeg does this by itself), and the
   output is tagged and converted with the same ones;
 - an untagged source is read the way players show it: BT.709 from 1280 wide or 577 high up
-  (as coded, before rotation), BT.601 (smpte170m) below, limited range unless the pixel format is a full-range `yuvj` one.
+  (as coded, before rotation), BT.601 (smpte170m) below, limited range unless the pixel format
+  is a full-range `yuvj` one.
   ffmpeg alone would read every untagged source as BT.601, which shifts the colours of HD video
   and leaves an untagged ×4 output that players then show as BT.709.
 
@@ -88,7 +89,8 @@ class Colour:
         if not range:
             range = "pc" if pix_fmt.startswith("yuvj") else "tv"
             guessed.append("range")
-        family = {"bt709": "bt709", "bt2020nc": "bt2020", "bt2020c": "bt2020", "bt470bg": "bt470bg"}.get(matrix, "smpte170m")
+        families = {"bt709": "bt709", "bt2020nc": "bt2020", "bt2020c": "bt2020", "bt470bg": "bt470bg"}
+        family = families.get(matrix, "smpte170m")
         if not primaries:
             primaries = family
             guessed.append("primaries")

@@ -78,7 +78,8 @@ def make_demo_clips(out_dir: str | Path, seconds: float = 4.0, fps: int = 25, fo
             continue
         frames = render_clip(getattr(skimage.data, clip.photo)(), clip.size, int(seconds * fps), clip.focus)
         silent = out_dir / f".{clip.name}.video.mp4"
-        with FrameWriter(silent, clip.size[0], clip.size[1], Fraction(fps), EncodeSettings(crf=12, preset="medium")) as w:
+        settings = EncodeSettings(crf=12, preset="medium")
+        with FrameWriter(silent, clip.size[0], clip.size[1], Fraction(fps), settings) as w:
             w.write(frames)
         with atomic_output(path) as tmp:
             if clip.audio:  # a two-tone chime, so audio sync and length are checkable by ear and by probe

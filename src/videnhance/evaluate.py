@@ -56,7 +56,8 @@ def crops_png(panels: dict[str, np.ndarray], out_png: str | Path, title: str, cr
     for ax, (name, image) in zip(axes, panels.items(), strict=True):
         part = image[y : y + ch, x : x + cw]
         ax.imshow(part, interpolation="nearest")
-        label = name if name == "reference" else f"{name}\n{psnr(rgb_to_y(ref[y:y + ch, x:x + cw]), rgb_to_y(part.astype(float))):.2f} dB (crop)"
+        crop_psnr = psnr(rgb_to_y(ref[y : y + ch, x : x + cw]), rgb_to_y(part.astype(float)))
+        label = name if name == "reference" else f"{name}\n{crop_psnr:.2f} dB (crop)"
         ax.set_title(label, fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
@@ -81,7 +82,8 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
         gt = crop_to_multiple(gt, scale)
         bicubic = run_model(None, lr, gt.shape[1:3])
         for i in range(len(gt)):
-            scores = {m: score_frame(gt[i], out, border) for m, out in zip(METHODS, (bicubic[i], ms[i], ft[i]), strict=True)}
+            outputs = (bicubic[i], ms[i], ft[i])
+            scores = {m: score_frame(gt[i], out, border) for m, out in zip(METHODS, outputs, strict=True)}
             rows += [{"video": video_id, "protocol": "ground truth", "frame": frame, "method": m, **scores[m]}
                      for m in METHODS]
             gain = scores["fine_tuned"]["psnr_y"] - scores["bicubic"]["psnr_y"]
@@ -122,7 +124,8 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
         frame = _largest_gain_frame(table)
         i = int(np.flatnonzero(frames == frame)[0])
         crops_png({"reference": hr[i], **{m: outputs[m][i] for m in METHODS}}, out_crops,
-                  f"{video_id}, {'held-out' if protocol == 'self-validation' else 'training'} frame {frame} ({protocol})")
+                  f"{video_id}, {'held-out' if protocol == 'self-validation' else 'training'} frame {frame} "
+                  f"({protocol})")
     return table
 
 

@@ -169,7 +169,8 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
                 frames = 1
                 break
         except av.error.FFmpegError as err:
-            raise VideoError(f"{path}: the video stream cannot be decoded ({err}). The file may be truncated or corrupt.") from err
+            raise VideoError(f"{path}: the video stream cannot be decoded ({err}). The file may be truncated or "
+                             "corrupt.") from err
         if frames == 0:
             raise VideoError(f"{path}: the video stream has no frames. Remove it from the sheet.")
     timestamps, _ = frame_timestamps(path)
@@ -214,7 +215,8 @@ def retime(video_path: str | Path, timestamps: np.ndarray, time_base: Fraction, 
     B-frames), giving frame k the timestamp `timestamps[k]`: restores variable frame timing."""
     import av
 
-    with av.open(str(video_path)) as src, atomic_output(out_path) as tmp, av.open(str(tmp), "w", format="matroska") as dst:
+    with (av.open(str(video_path)) as src, atomic_output(out_path) as tmp,
+          av.open(str(tmp), "w", format="matroska") as dst):
         in_stream = src.streams.video[0]
         out_stream = dst.add_stream_from_template(in_stream)
         k = 0
@@ -463,7 +465,8 @@ class FrameWriter:
 
     def write(self, batch: np.ndarray) -> None:
         if batch.dtype != self.frame_dtype or batch.shape[1:] != self.frame_shape:
-            raise ValueError(f"expected {self.frame_dtype} frames of {self.frame_shape}, got {batch.dtype} {batch.shape}")
+            raise ValueError(f"expected {self.frame_dtype} frames of {self.frame_shape}, "
+                             f"got {batch.dtype} {batch.shape}")
         if self._error is not None:
             raise VideoError(f"{self.path}: encoder stopped: {self._stderr()}")
         self._queue.put(np.ascontiguousarray(batch))

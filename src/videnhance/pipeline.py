@@ -126,7 +126,8 @@ def pretrain_load(*, model: str | Path, settings: dict, checkpoint: str | Path |
                       "source_provenance": base.provenance})
 
 
-def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path, settings: dict) -> dict:
+def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path,
+              settings: dict) -> dict:
     """Fine-tune the base model on the video's pairs behind the guard (`train.fine_tune`), or,
     with `fine_tune.enabled: false`, deliver the base model as the video's model."""
     from .train import fine_tune as train_on_video
@@ -139,7 +140,8 @@ def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history
                           degrade_cfg=settings["degrade"])
 
 
-def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: dict, meta: str | Path | None = None) -> dict:
+def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: dict,
+          meta: str | Path | None = None) -> dict:
     """Enhance every frame. Benchmark mode encodes losslessly so scores reflect the model, not
     the encoder; `reassemble` encodes the deliverable with the configured codec."""
     from .infer import enhance_video
@@ -179,8 +181,8 @@ def encode_settings(encode_cfg: dict, keep_order: bool = False) -> EncodeSetting
                           pix_fmt=encode_cfg["pix_fmt"], bframes=not keep_order)
 
 
-def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | Path, deliverable: str | Path, side_by_side: str | Path,
-               settings: dict, meta: str | Path | None = None) -> None:
+def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | Path, deliverable: str | Path,
+               side_by_side: str | Path, settings: dict, meta: str | Path | None = None) -> None:
     """The deliverable (enhanced stream + the source's audio/subtitles, copied) and a comparison
     clip; refused (and removed) unless it has exactly the source's frame count."""
     encode = encode_settings(settings["encode"])
@@ -210,8 +212,8 @@ def evaluate(*, scores: str | Path, crops: str | Path, settings: dict, ground_tr
         evaluate_selfval(settings["video"], pairs, base, model, scores, border, settings["device"], crops)
 
 
-def report(*, scores: list[str], verdicts: list[str], csv: str | Path, md: str | Path, per_frame: str | Path, gains: str | Path,
-           settings: dict) -> None:
+def report(*, scores: list[str], verdicts: list[str], csv: str | Path, md: str | Path, per_frame: str | Path,
+           gains: str | Path, settings: dict) -> None:
     """The run's summary table and plots from every video's scores and verdict."""
     from .report import write_report
 

@@ -36,7 +36,8 @@ VERDICT_COLUMNS = {  # summary column: (verdict.json key, value when absent)
 }
 
 
-def build_summary(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int]) -> pd.DataFrame:
+def build_summary(score_files: list[str | Path], verdict_files: list[str | Path],
+                  scales: dict[str, int]) -> pd.DataFrame:
     scores = pd.concat([pd.read_csv(f) for f in score_files], ignore_index=True)
     means = summarize(scores)
     wide = means.pivot_table(index=["video", "protocol"], columns="method", values=["psnr_y", "ssim_y", "psnr_rgb"])
@@ -52,14 +53,16 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
     wide["d_fine_tuned_vs_milestone_db"] = wide.fine_tuned_psnr_y - wide.milestone_psnr_y
     for column, (key, missing) in VERDICT_COLUMNS.items():  # a verdict without fine-tuning has no guard fields
         wide[column] = wide.video.map(lambda v, key=key, missing=missing: verdicts.get(v, {}).get(key, missing))
-    order = ["video", "protocol", "scale", "frames"] + [f"{m}_{k}" for k in ("psnr_y", "ssim_y", "psnr_rgb") for m in METHODS]
+    order = ["video", "protocol", "scale", "frames"]
+    order += [f"{m}_{k}" for k in ("psnr_y", "ssim_y", "psnr_rgb") for m in METHODS]
     order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db",
               *VERDICT_COLUMNS]
     wide = wide[order]
     numeric = wide.select_dtypes("number").columns
     for protocol, group in wide.groupby("protocol", sort=False):
         overall = group[numeric].mean().to_dict()
-        overall.update(video="overall", protocol=protocol, guard_signal="", guard_reason="", kept=f"{(group.kept == 'fine_tuned').sum()}/{len(group)} fine-tuned",
+        kept = f"{(group.kept == 'fine_tuned').sum()}/{len(group)} fine-tuned"
+        overall.update(video="overall", protocol=protocol, guard_signal="", guard_reason="", kept=kept,
                        scale=float("nan"), frames=group.frames.sum())
         wide = pd.concat([wide, pd.DataFrame([overall])], ignore_index=True)
     return wide
@@ -76,8 +79,9 @@ def markdown_table(summary: pd.DataFrame) -> str:
         kept = r.kept if pd.isna(r.guard_gain_db) or not r.guard_signal else (
             f"{r.kept} ({r.guard_gain_db:+.3f} ± {r.guard_stderr_db:.3f}, {r.guard_signal})")
         lines.append(
-            f"| {r.video} | {r.protocol} | {scale} | {int(r.frames)} | {r.bicubic_psnr_y:.2f} / {r.bicubic_ssim_y:.4f} | "
-            f"{r.milestone_psnr_y:.2f} / {r.milestone_ssim_y:.4f} | {r.fine_tuned_psnr_y:.2f} / {r.fine_tuned_ssim_y:.4f} | "
+            f"| {r.video} | {r.protocol} | {scale} | {int(r.frames)} | "
+            f"{r.bicubic_psnr_y:.2f} / {r.bicubic_ssim_y:.4f} | {r.milestone_psnr_y:.2f} / {r.milestone_ssim_y:.4f} | "
+            f"{r.fine_tuned_psnr_y:.2f} / {r.fine_tuned_ssim_y:.4f} | "
             f"{r.d_fine_tuned_vs_bicubic_db:+.2f} dB | {r.d_fine_tuned_vs_milestone_db:+.2f} dB | {kept} | {secs} |"
         )
     return header + "\n".join(lines) + "\n"
@@ -134,8 +138,8 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     summary = build_summary(score_files, verdict_files, scales)
     with atomic_output(out_csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4f")
-    text = ("# videnhance report\n\n" + markdown_table(summary) + "\n" + PROTOCOL.format(border=border, degradation=degradation,
-                                                                                     kernel=KERNELS[degradation])
+    protocol = PROTOCOL.format(border=border, degradation=degradation, kernel=KERNELS[degradation])
+    text = ("# videnhance report\n\n" + markdown_table(summary) + "\n" + protocol
             + "\n\n'kept' is the guard's verdict: the fine-tuned model is delivered only if it beat the base model "
             "on pairs made from the video's held-out frames: its mean Y-PSNR gain per held-out frame ± standard error, "
             "on the signal that decided (near_scale: the base model's output for held-out frames, shrunk slightly, → "

@@ -226,8 +226,9 @@ def fit(model: nn.Module, train: PatchBatches, valid: FixedBatches, epochs: int,
     """Train `model` in place with fastai's one-cycle policy; returns what happened.
 
     Progress: fastprogress's live bars when standard output is a terminal, else one plain log
-    line per epoch (`progress=False`: neither). With `checkpoint`, state is saved after every epoch and a matching checkpoint (same
-    `fingerprint`) is resumed from: the one-cycle schedule continues at that epoch.
+    line per epoch (`progress=False`: neither). With `checkpoint`, state is saved after every epoch
+    and a matching checkpoint (same `fingerprint`) is resumed from: the one-cycle schedule continues
+    at that epoch.
     """
     from fastai.callback.progress import CSVLogger, ProgressCallback
     from fastai.callback.schedule import fit_one_cycle  # noqa: F401 - patches Learner.fit_one_cycle
@@ -545,7 +546,8 @@ class Rounds:
     def stats(self) -> dict:
         t = self.totals
         return {"seconds": round(t["seconds"], 2), "steps": t["steps"],
-                "it_per_s": round(t["steps"] / max(t["seconds"], 1e-9), 3), "resumed_from_epoch": t["resumed_from_epoch"],
+                "it_per_s": round(t["steps"] / max(t["seconds"], 1e-9), 3),
+                "resumed_from_epoch": t["resumed_from_epoch"],
                 "rounds": self.count, "rounds_run": self.run}
 
 
@@ -616,8 +618,8 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         keep, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
     elif tracker.best is None and tracker.last is not None:  # every round run was undone: report what it measured
         signals, skipped = tracker.last, rounds.count - rounds.run
-        keep, reason = False, (f"round {tracker.report[-1]['round']} was undone"
-                               f"{f' and {skipped} later round(s) skipped' if skipped else ''}: {tracker.report[-1]['guard']}")
+        also = f" and {skipped} later round(s) skipped" if skipped else ""
+        keep, reason = False, f"round {tracker.report[-1]['round']} was undone{also}: {tracker.report[-1]['guard']}"
     else:
         keep, reason = rule.decide(signals)
     verdict = {"kept": "fine_tuned" if keep else "base", "reason": reason, "signal": rule.signal,

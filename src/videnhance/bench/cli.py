@@ -50,7 +50,8 @@ def _add_commands(sub) -> None:
         p.add_argument("--csv", help="append the figures to this CSV file")
         p.add_argument("--input", help="measure on this video instead of a generated clip")
         p.add_argument("--batch-size", type=int, help="frames per batch (default: CPU 1 model / 4 infer, CUDA 8)")
-        p.add_argument("--repeat", type=int, default=1, help="io: run each measurement this often and keep the fastest (default 1)")
+        p.add_argument("--repeat", type=int, default=1,
+                       help="io: run each measurement this often and keep the fastest (default 1)")
 
     def torch_opts(p: argparse.ArgumentParser, scale_default: str) -> None:
         p.add_argument("--scale", type=int, choices=(1, 2, 3, 4, 8), help=f"upscaling factor (default {scale_default})")
@@ -85,7 +86,8 @@ def _add_commands(sub) -> None:
     p.add_argument("--scale", type=int, choices=(1, 2, 3, 4, 8), help="upscaling factor (default: the config's)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
-    p.add_argument("--config", help="a pipeline config file (default: the built-in defaults, those of config/config.yaml)")
+    p.add_argument("--config",
+                   help="a pipeline config file (default: the built-in defaults, those of config/config.yaml)")
     p.add_argument("--steps", type=int, help="fine-tuning steps instead of the config's")
     p.set_defaults(bench=_cmd_finetune)
 
@@ -110,7 +112,8 @@ def _cmd_model(args) -> list[Row]:
     if cases is None and args.scale:
         cases = [(w, h, args.scale) for w, h, _ in MODEL_CASES]
     compile = {"off": False, "on": True, "both": None}[args.compile]
-    return bench_model(cases, _given(args.seconds, 5), args.device, args.batch_size, args.model or "default", args.threads,
+    return bench_model(cases, _given(args.seconds, 5), args.device, args.batch_size, args.model or "default",
+                       args.threads,
                        compile=compile)
 
 

@@ -209,10 +209,12 @@ def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: flo
             _row_from(measure({**base, "kind": "model", "size": [w, h], "seconds": seconds, "batch_size": batch,
                                "warmup": True},
                               isolate), "infer", "stage_model", size_text(w, h), scale, dev),
-            _row_from(measure({**base, "kind": "decode", "input": str(src), "batch_size": batch, "pix_fmt": layout.read},
+            _row_from(measure({**base, "kind": "decode", "input": str(src), "batch_size": batch,
+                               "pix_fmt": layout.read},
                               isolate), "infer", "stage_decode", size_text(w, h), scale, "cpu"),
         ]
-        big = make_test_clip(tmp / "big.mp4", (ow, oh), n / CLIP_FPS, settings=EncodeSettings(crf=18, preset="ultrafast"))
+        big = make_test_clip(tmp / "big.mp4", (ow, oh), n / CLIP_FPS,
+                             settings=EncodeSettings(crf=18, preset="ultrafast"))
         stages.append(_row_from(measure({**base, "kind": "encode", "input": str(big), "output": str(tmp / "enc.mkv"),
                                          "batch_size": batch, "frames": n, "pix_fmt": layout.write}, isolate),
                                 "infer", "stage_encode", size_text(ow, oh), scale, "cpu"))
@@ -250,7 +252,8 @@ def bench_finetune(size: tuple[int, int] = (1280, 720), seconds: float = 4, inpu
         spec = {"kind": "finetune", "input": str(src), "workdir": str(tmp), "config": cfg, "device": dev,
                 "threads": threads}
         result = measure(spec, isolate)
-        row = _row_from(result, "finetune", f"fine_tune_{cfg['fine_tune']['pairs']}", size_text(meta.width, meta.height),
+        row = _row_from(result, "finetune", f"fine_tune_{cfg['fine_tune']['pairs']}",
+                        size_text(meta.width, meta.height),
                         cfg["scale"], dev)
         row.note += (f"; {cfg['model']['arch']} {cfg['model']['channels']}x{cfg['model']['blocks']}, batch "
                      f"{cfg['fine_tune']['batch_size']}, patch {cfg['fine_tune']['patch']}, {cfg['extract']['frames']} "

@@ -66,7 +66,8 @@ def print_table(rows: list[Row], out=None, title: str = "") -> None:
     out = out or sys.stdout
     header = ["measure", "size", "×", "device", "frames", "seconds", "fps", "ratio", "vs", "rss MB", "gpu MB",
               "cpu ms/frame", "note"]
-    body = [[r.measure, r.size, str(r.scale), r.device, str(r.frames), f"{r.seconds:.2f}", f"{r.fps:.2f}" if r.fps >= 1 else f"{r.fps:.3g}",
+    body = [[r.measure, r.size, str(r.scale), r.device, str(r.frames), f"{r.seconds:.2f}",
+             f"{r.fps:.2f}" if r.fps >= 1 else f"{r.fps:.3g}",
              "" if r.ratio is None else f"{r.ratio:.3f}", r.reference,
              "" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
              "" if r.peak_gpu_mb is None else f"{r.peak_gpu_mb:.0f}",
@@ -93,6 +94,7 @@ def write_csv(rows: list[Row], path: str | Path) -> None:
 
 def machine_line() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"machine: {platform.node()}, {os.cpu_count()} CPU cores, load average {load}, python {platform.python_version()}"
+    return (f"machine: {platform.node()}, {os.cpu_count()} CPU cores, load average {load}, "
+            f"python {platform.python_version()}")
 
 

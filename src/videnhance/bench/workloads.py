@@ -258,7 +258,8 @@ def _work_finetune(spec: dict) -> dict:
     scale, dev = cfg["scale"], pick_device(spec["device"])
     kwargs = arch_kwargs(cfg["model"])
     torch.manual_seed(0)
-    save_model(build_model(cfg["model"]["arch"], scale, **kwargs), work / "fresh.pt", cfg["model"]["arch"], scale, kwargs)
+    arch = cfg["model"]["arch"]
+    save_model(build_model(arch, scale, **kwargs), work / "fresh.pt", arch, scale, kwargs)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
