@@ -12,7 +12,7 @@ from videnhance.config import ConfigError, full_video_settings, validate_config
 from videnhance.io import probe
 from videnhance.models import SRResNet, load_model
 
-from .conftest import make_clip
+from .helpers import make_clip
 
 
 class TinySR(nn.Module):

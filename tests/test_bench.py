@@ -9,7 +9,7 @@ import pytest
 from videnhance import bench
 from videnhance.io import LOSSLESS, FrameReader, probe
 
-from .conftest import make_clip
+from .helpers import make_clip
 
 TINY = (64, 48)
 

@@ -7,7 +7,7 @@ from videnhance.cache import base_model_path
 from videnhance.config import full_video_settings, load_config_file
 from videnhance.io import probe
 
-from .conftest import make_clip
+from .helpers import make_clip
 
 TINY = """model: {channels: 8, blocks: 1}
 pretrain: {steps: 4, steps_per_epoch: 2, batch_size: 4, patch: 16, copies: 1}

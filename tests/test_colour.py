@@ -25,7 +25,7 @@ from videnhance.io import (
     side_by_side,
 )
 
-from .conftest import ffmpeg, lavfi_clip, photo, read_frames
+from .helpers import ffmpeg, lavfi_clip, photo, read_frames
 
 
 def lavfi(path: Path, size: str, *tags: str, frames: int = 3) -> Path:

@@ -8,7 +8,7 @@ from videnhance.config import (
     video_settings,
 )
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_defaults_fill_in_and_input_is_not_mutated():

@@ -5,7 +5,7 @@ from PIL import Image
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, jpeg, make_pairs
 from videnhance.metrics import psnr
 
-from .conftest import photo
+from .helpers import photo
 
 
 def test_bi_downscale_is_close_to_pil_bicubic():

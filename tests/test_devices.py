@@ -17,7 +17,7 @@ from videnhance.io import LOSSLESS, EncodeSettings
 from videnhance.models import SRResNet
 from videnhance.train import fine_tune
 
-from .conftest import make_clip, photo, read_frames
+from .helpers import make_clip, photo, read_frames
 from .test_train import _pairs, _tiny_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -15,7 +15,7 @@ from videnhance.infer import pick_device
 from videnhance.io import VideoError
 from videnhance.models import ModelFileError
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_every_user_error_is_one_family():

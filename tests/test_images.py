@@ -25,7 +25,7 @@ from videnhance.infer import run_model
 from videnhance.metrics import score_frame
 from videnhance.models import ModelFileError, SRResNet, save_model
 
-from .conftest import photo, shared_data
+from .helpers import photo, shared_data
 
 # name → (photo, top, left, height, width); camera is grayscale and is stored as a one-channel PNG
 CROPS = {"astro": ("astronaut", 100, 150, 64, 48), "coffee": ("coffee", 120, 200, 48, 64),

@@ -19,7 +19,7 @@ from videnhance.infer import (
 from videnhance.io import LOSSLESS, FrameReader, probe
 from videnhance.models import SRResNet
 
-from .conftest import make_clip
+from .helpers import make_clip
 
 
 def _random_model(scale=2):

@@ -15,7 +15,7 @@ from videnhance.io import (
     side_by_side,
 )
 
-from .conftest import make_clip
+from .helpers import make_clip
 
 
 def test_probe_reads_size_rate_frames_and_audio(clip_with_audio):

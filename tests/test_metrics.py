@@ -5,7 +5,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from videnhance.guard import Rule, gain_signal
 from videnhance.metrics import PSNR_CAP, psnr, rgb_to_y, score_frame
 
-from .conftest import photo
+from .helpers import photo
 
 
 def test_y_matches_scikit_image_and_uses_rgb_order():

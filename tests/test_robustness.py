@@ -37,7 +37,7 @@ from videnhance.io import (
 from videnhance.models import SRResNet, save_model
 from videnhance.train import fine_tune
 
-from .conftest import REPO, ffmpeg, lavfi_clip, make_clip
+from .helpers import REPO, ffmpeg, lavfi_clip, make_clip
 
 
 def tiny_model(scale=2) -> SRResNet:

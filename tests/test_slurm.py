@@ -19,7 +19,7 @@ import pytest
 
 from videnhance.io import probe
 
-from .conftest import REPO, make_clip
+from .helpers import REPO, make_clip
 from .workflow_helpers import TINY_CONFIG, write_workdir
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]

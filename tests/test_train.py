@@ -19,7 +19,7 @@ from videnhance.train import (
     ssim_torch,
 )
 
-from .conftest import photo
+from .helpers import photo
 
 
 def test_ssim_loss_is_one_for_identical_and_lower_for_noise():

@@ -12,7 +12,7 @@ import pytest
 
 from videnhance.io import probe
 
-from .conftest import make_clip, shared_data
+from .helpers import make_clip, shared_data
 from .workflow_helpers import TINY_CONFIG, planned_jobs, snakemake, stream_seconds, write_workdir
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import yaml
 
-from .conftest import REPO
+from .helpers import REPO
 
 TINY_CONFIG = {
     "videos": {"sheet": "config/videos.tsv"},
