@@ -17,7 +17,8 @@ EXT = CFG["encode"]["container"]
 # every rule's environment (the path is from workflow/rules/); its `-e ${VIDENHANCE_ROOT}` line
 # installs this checkout (see envs/videnhance.yaml)
 CONDA_ENV = "../../envs/videnhance.yaml"
-os.environ.update(VIDENHANCE_ROOT=workflow.basedir)  # set, not read: see envs/videnhance.yaml
+# set, not read: see envs/videnhance.yaml
+os.environ.update(VIDENHANCE_ROOT=workflow.basedir)
 RESULTS = CFG["results"].rstrip("/")
 
 
@@ -112,7 +113,8 @@ def get_final_outputs():
 
 def mem_mb(megabytes):
     """A rule's memory request (MB), doubled on each retry: a job killed for memory gets twice as
-    much on its next attempt (`retries:` in profiles/slurm). Sites change it with `set-resources`."""
+    much on its next attempt (`retries:` in profiles/slurm). Sites change it with `set-resources`.
+    """
     return lambda wildcards, attempt: megabytes * attempt
 
 
