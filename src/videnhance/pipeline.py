@@ -117,7 +117,7 @@ def pretrain_load(*, model: str | Path, settings: dict, checkpoint: str | Path |
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
-    source = settings.get("checkpoint") or checkpoint
+    source = settings["checkpoint"] or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
     base = load_model(source, arch=settings["model"]["arch"], scale=settings["scale"],

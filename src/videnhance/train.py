@@ -313,7 +313,7 @@ def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Pat
     log.info("pretraining %s ×%d on %d images (%d pairs), %d epochs × %d steps on %s", arch, scale,
              len(images), len(lrs), epochs, per_epoch, dev)
     stats = fit(model, train, valid, epochs, train_cfg["lr"], train_cfg["loss"], out_log, dev,
-                train_cfg.get("max_seconds"))
+                train_cfg["max_seconds"])
     provenance = {"stage": "pretrain", "images": len(images), "videnhance": __version__, **stats}
     save_model(model, out_model, arch, scale, kwargs, provenance)
     return stats
@@ -500,7 +500,7 @@ class Rounds:
         self.count = int(cfg["rounds"]) if cfg["pairs"] == "near_scale" else 1
         self.out_model, self.out_log, self.fingerprint = out_model, out_log, fingerprint
         self.epochs, self.per_epoch = _epochs(max(1, cfg["steps"] // self.count), cfg["steps_per_epoch"])
-        self.max_seconds = cfg.get("max_seconds") and cfg["max_seconds"] / self.count
+        self.max_seconds = cfg["max_seconds"] and cfg["max_seconds"] / self.count
         self.totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
         self.run = 0
 
