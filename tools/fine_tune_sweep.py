@@ -5,7 +5,7 @@ The sweep behind the strategy table in docs/quality.md. It reuses a benchmark-mo
 the base model once per variant, and scores every frame of the clip against its ground truth
 (Y-PSNR, as `evaluate` does). It prints one JSON line per (clip, variant):
 `delta` = fine-tuned − base model over all frames, `val_gain` = the same on the held-out frame pairs
-the guard sees.
+(one of the two held-out signals the guard sees; `tools/guard_signal.py` reports both).
 
     .venv/bin/python tools/fine_tune_sweep.py --results /tmp/bench_x4/results --scale 4 \
         --clip coffee_pushin=demo/videos/coffee_pushin.mp4 \
@@ -194,7 +194,8 @@ def main() -> None:
                 model, verdict = run_pipeline_variant(args.results, clip, args.scale, variant, config, device)
                 print(json.dumps({"clip": clip, **variant,
                                   "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
-                                  "kept": verdict["kept"], "val_gain": round(verdict.get("gain_db", 0.0), 3),
+                                  "kept": verdict["kept"],
+                                  "val_gain": round(verdict.get("signals", {}).get("frame", {}).get("gain_db", 0.0), 3),
                                   "rounds": verdict.get("round_report"), "seconds": verdict["seconds"]}), flush=True)
                 continue
             model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir, photos)

@@ -60,24 +60,22 @@ def seconds_per_step(settings: dict, repeats: int = 3) -> float:
     return min(times[1:])
 
 
-def cached_base_model(settings: dict, rebuild: bool = False) -> tuple[Path, bool]:
-    """The base model for `settings`, pretrained now only if the cache has none (or `rebuild`).
-    Returns its path and whether it was trained by this call."""
+def cached_base_model(settings: dict, rebuild: bool = False) -> Path:
+    """The base model file for `settings`, pretrained now only if the cache has none (or `rebuild`)."""
+    from .infer import pick_device
     from .pipeline import pretrain
 
     path = base_model_path(settings)
     if path.exists() and not rebuild:
         log.info("base model from the cache: %s", path)
-        return path, False
-    from .infer import pick_device
-
+        return path
     steps = settings["pretrain"]["steps"]
     estimate = steps * seconds_per_step(settings)
     log.info("pretraining a ×%d base model (%s, %d steps on %s): about %s, from a timed step. It is kept in %s "
              "for later runs (--rebuild-base trains it again; --checkpoint uses your own).", settings["scale"],
              settings["model"]["arch"], steps, pick_device(settings["device"]), _duration(estimate), path)
     pretrain(model=path, history=path.with_suffix(".history.csv"), settings=settings)
-    return path, True
+    return path
 
 
 def _duration(seconds: float) -> str:

@@ -48,7 +48,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     if args.checkpoint:
         cfg["checkpoint"] = args.checkpoint
     settings = full_video_settings(cfg, {"id": safe_id(args.input), "mode": "enhance"})
-    base = None if cfg["checkpoint"] else cached_base_model(settings, rebuild=args.rebuild_base)[0]
+    base = None if cfg["checkpoint"] else cached_base_model(settings, rebuild=args.rebuild_base)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="videnhance-"))
     result = run_video(args.input, args.output, settings, work, base_checkpoint=base)
     print(f"guard: {result['verdict']['reason']}", file=sys.stderr)

@@ -30,8 +30,6 @@ from .degrade import DegradeChain, shrink_and_crop
 from .infer import run_model
 from .metrics import psnr, rgb_to_y
 
-SIGNALS = ("frame", "near_scale")
-
 
 @dataclass
 class HeldOutSet:
@@ -98,8 +96,10 @@ class Judge:
         self.sets, self.device = sets, device
         self.base_scores = self.score(base)
 
-    def score(self, model: nn.Module | None) -> dict[str, np.ndarray]:
-        return {name: _y_psnr(model, held, self.device) for name, held in self.sets.items()}
+    def score(self, model: nn.Module | None, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Per-pair Y-PSNR of `model` (bicubic when None) on the named sets (default: all)."""
+        return {name: _y_psnr(model, held, self.device) for name, held in self.sets.items()
+                if names is None or name in names}
 
     def mean_psnr(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
         return {name: float(s.mean()) for name, s in scores.items()}

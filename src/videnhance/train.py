@@ -6,6 +6,7 @@ log, fastprogress bars) fed by in-memory patch batches (`data.PatchBatches`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -436,7 +437,7 @@ class RoundTracker:
         signals = self.judge.signals(scores)
         kept = not self.guard or self.rule.better(signals, self.best)
         why = self.rule.decide(signals)[1]
-        self.report.append({"round": r, "lr": self.lr, "kept": kept, "val_gain_db": round(signals["frame"].gain_db, 4),
+        self.report.append({"round": r, "lr": self.lr, "kept": kept,
                             "signals": {k: v.as_dict() for k, v in signals.items()}, "guard": why})
         self.last = signals
         if kept:
@@ -596,7 +597,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
     base, chain, rule = load_model(base_model_path), DegradeChain.from_config(degrade_cfg), Rule.from_config(cfg)
     judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev)
-    model = load_model(base_model_path).module
+    model = copy.deepcopy(base.module)  # trained in place; `base` stays the base
     tracker = RoundTracker(rule, judge, model, float(cfg["lr"]), float(cfg["lr_backoff"]), cfg["patience"],
                            guard=cfg["guard"])
     rounds = Rounds(cfg, Path(out_model), Path(out_log), run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path))
@@ -626,7 +627,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                "gain_db": signals[rule.signal].gain_db, "gain_stderr_db": signals[rule.signal].stderr_db,
                "signals": {k: v.as_dict() for k, v in signals.items()}, "val_frames": len(data.lr_val),
                "train_frames": len(data.train_frames), "train_pairs": train_pairs,
-               "val_psnr_y": {"bicubic": judge.mean_psnr(judge.score(None))["frame"],
+               "val_psnr_y": {"bicubic": judge.mean_psnr(judge.score(None, names=("frame",)))["frame"],
                               "milestone": judge.mean_psnr(judge.base_scores)["frame"],
                               "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
                "lr": cfg["lr"], "pairs": cfg["pairs"], "device": str(dev), **rounds.stats(),
