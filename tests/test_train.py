@@ -169,7 +169,7 @@ def test_held_out_gain_is_averaged_per_frame_before_the_standard_error():
     assert s.frames == 2 and s.pairs == 8 and s.gain_db == 0.5 and abs(s.stderr_db - 0.5) < 1e-12
 
 
-def test_held_out_near_scale_pairs_come_from_held_out_frames_at_the_scale_of_use():
+def test_held_out_near_scale_pairs_are_the_base_output_at_the_scale_of_use():
     torch.manual_seed(0)
     base = SRResNet(2, 8, 1).eval()
     frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
@@ -179,6 +179,27 @@ def test_held_out_near_scale_pairs_come_from_held_out_frames_at_the_scale_of_use
         assert 0.8 * 80 - 2 <= hr.shape[0] <= 0.9 * 80 and lr.shape == (hr.shape[0] // 2, hr.shape[1] // 2, 3)
     again = near_scale_set(base, frames, 2, DegradeChain(), (0.8, 0.9), 2, crop=200, seed=0, device=torch.device("cpu"))
     assert all(np.array_equal(a, b) for a, b in zip(held.lr, again.lr, strict=True))  # fixed: every model, same pairs
+    from videnhance.degrade import resize
+    from videnhance.infer import run_model
+
+    out = run_model(base, frames[1:2])[0]  # a target is that frame's base output, resized (crop = whole here)
+    target = held.hr[2]
+    assert np.abs(resize(out[None], target.shape[:2])[0].astype(int) - target.astype(int)).max() <= 1
+
+
+def test_the_guard_judges_on_held_out_frames_only(tmp_path):
+    """Both held-out sets of a fine-tune come from the pairs file's held-out frames, never a training one."""
+    from videnhance.train import VideoPairs, held_out_judge
+
+    _pairs(tmp_path)
+    data = VideoPairs.load(tmp_path / "pairs.npz")
+    cfg = _tiny_cfg()["fine_tune"]
+    judge = held_out_judge(SRResNet(2, 8, 1).eval(), data.lr_val, data.hr_val, 2, cfg, DegradeChain(),
+                           torch.device("cpu"))
+    assert len(data.lr_val) == 2 and all(np.array_equal(a, b) for a, b in zip(judge.sets["frame"].hr, data.hr_val,
+                                                                                strict=True))
+    assert sorted(set(judge.sets["near_scale"].group)) == [0, 1]
+    assert len(judge.sets["near_scale"].lr) == 2 * cfg["guard_targets_per_frame"]
 
 
 def test_guard_off_keeps_every_round_and_delivers_the_fine_tuned_model(tmp_path):

@@ -220,8 +220,9 @@ def choose_layout(transport: str, device: torch.device, meta: VideoMeta, setting
     than torch's (docs/performance.md)."""
     from .config import allowed_values
 
-    if transport not in allowed_values("infer", "transport"):
-        raise ValueError(f"infer.transport must be one of {allowed_values('infer', 'transport')}, not {transport!r}")
+    allowed = allowed_values("infer", "transport")
+    if transport not in allowed:
+        raise ValueError(f"infer.transport must be one of {allowed}, not {transport!r}")
     colour = meta.colour
     base = Layout(meta.height, meta.width, colour=colour)
     if transport == "rgb24" or (transport == "auto" and device.type != "cuda") or not colour.linear:
@@ -320,17 +321,16 @@ def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, in
 @torch.inference_mode()
 def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, int] | None = None,
               device: torch.device | str = "cpu", batch_size: int = 8, tile: int = 0,
-              overlap: int = 16, plan: InferPlan | None = None, scale: int | None = None) -> np.ndarray:
+              overlap: int = 16, plan: InferPlan | None = None) -> np.ndarray:
     """uint8 (n, h, w, 3) → uint8 (n, h·s, w·s, 3). `model=None` gives bicubic to `out_size`.
 
-    `scale` defaults to the model's `scale` attribute, which every registered architecture's
-    network has (`archs.Arch`). Out of (GPU) memory, a batch is retried smaller, then in tiles
+    The scale is the model's `scale` attribute, which every registered architecture's network has
+    (`archs.Arch`). Out of (GPU) memory, a batch is retried smaller, then in tiles
     (see `InferPlan`); every frame comes out exactly once and in order. Pass one `plan` across
     calls to keep what worked.
     """
     device = torch.device(device)
-    if scale is None:
-        scale = model.scale if model is not None else (out_size[0] // frames.shape[1] if out_size else 1)
+    scale = model.scale if model is not None else (out_size[0] // frames.shape[1] if out_size else 1)
     if model is not None:
         model = model.to(device).eval()
     h, w = frames.shape[1:3]
