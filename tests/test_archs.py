@@ -11,6 +11,7 @@ from videnhance.archs import ARCHS, Arch, register, unregister
 from videnhance.config import ConfigError, full_video_settings, validate_config
 from videnhance.io import probe
 from videnhance.models import SRResNet, load_model
+from videnhance.settings import Model
 
 from .helpers import make_clip
 
@@ -45,7 +46,7 @@ def test_an_extra_architecture_runs_the_whole_chain(tmp_path, tiny_arch):
         "fine_tune": {"steps": 4, "steps_per_epoch": 2, "batch_size": 4, "patch": 16, "patience": 0, "guard": False},
     })
     source = make_clip(tmp_path / "in.mkv", size=(48, 32), frames=10)
-    settings = full_video_settings(cfg, {"id": "in", "mode": "enhance"}) | {"device": "cpu"}
+    settings = full_video_settings(cfg, {"id": "in", "mode": "enhance"}).replace(device="cpu")
     pipeline.pretrain(model=tmp_path / "base.pt", history=tmp_path / "base.csv", settings=settings)
     result = pipeline.run_video(source, tmp_path / "out.mkv", settings, tmp_path / "work",
                                 base_checkpoint=tmp_path / "base.pt")
@@ -67,8 +68,7 @@ def test_the_registry_refuses_duplicates_and_the_config_names_the_choices(tiny_a
 
 def test_descriptors_of_the_built_in_architectures():
     srresnet = ARCHS["srresnet"]
-    assert srresnet.kwargs_from({"arch": "srresnet", "channels": 8, "blocks": 2, "encoder": "x"}) == \
-        {"channels": 8, "blocks": 2}
+    assert srresnet.kwargs_from(Model.defaults(channels=8, blocks=2)) == {"channels": 8, "blocks": 2}
     net = srresnet.build(4, channels=8, blocks=1)
     assert isinstance(net, SRResNet) and net.scale == 4 and srresnet.residual and srresnet.frames_in == 1
     x = torch.rand(1, 3, 8, 8)  # residual over bicubic with a zero tail: untrained = bicubic

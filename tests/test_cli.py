@@ -38,7 +38,7 @@ def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch)
     assert (out.width, out.height, out.frames) == (96, 64, 12) and len(out.audio) == 1
     verdict = json.loads((work / "verdict.json").read_text())
     assert verdict["pairs"] == "near_scale" and verdict["rounds"] == 2 and verdict["steps"] == 4
-    assert len(chains) == 2 and all(c.blur_sigma == [0.5, 0.5] for c in chains)  # one per round, as configured
+    assert len(chains) == 2 and all(c.blur_sigma == (0.5, 0.5) for c in chains)  # one per round, as configured
     assert (work / "side_by_side.mp4").exists()  # the reassemble step ran, with its frame-count check
 
 
@@ -49,7 +49,7 @@ def test_enhance_twice_trains_the_base_once_and_leaves_no_work_folder(tmp_path, 
     (tmp_path / "tiny.yaml").write_text(TINY)
     clips = [make_clip(tmp_path / f"{name}.mp4", size=(48, 32), frames=10, photo_name=photo) for name, photo in
              (("a", "coffee"), ("b", "astronaut"))]
-    base = base_model_path(full_video_settings(load_config_file(tmp_path / "tiny.yaml") | {"scale": 2},
+    base = base_model_path(full_video_settings(load_config_file(tmp_path / "tiny.yaml", scale=2),
                                                {"id": "a", "mode": "enhance"}))
     with caplog.at_level(logging.INFO):
         assert cli.main(["enhance", str(clips[0]), "-o", str(tmp_path / "a.mkv"), "--scale", "2",

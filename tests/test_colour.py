@@ -286,6 +286,7 @@ def test_config_transport_reaches_inference(tmp_path):
     from videnhance.config import ConfigError, validate_config
     from videnhance.models import SRResNet, save_model
     from videnhance.pipeline import infer
+    from videnhance.settings import Settings
 
     cfg = validate_config({"infer": {"transport": "yuv420p", "batch_size": 2}})
     assert validate_config({})["infer"]["transport"] == "auto"
@@ -294,7 +295,7 @@ def test_config_transport_reaches_inference(tmp_path):
     source = lavfi(tmp_path / "src.mkv", "64x48")
     save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     stats = infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "out.mkv",
-                  settings={**cfg, "mode": "enhance", "device": "cpu"})
+                  settings=Settings.from_dict({**cfg, "mode": "enhance", "device": "cpu"}))
     assert stats["transport"] == "yuv420p→yuv420p" and stats["frames"] == 3
 
 
@@ -316,10 +317,11 @@ def test_ten_bit_hdr_source_into_eight_bits_is_warned_about(tmp_path, caplog):
     assert (probe(source).color_transfer, probe(source).color_space) == ("smpte2084", "bt2020nc")
     save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     from videnhance.config import validate_config
+    from videnhance.settings import Settings
 
     cfg = validate_config({"infer": {"batch_size": 2, "tile_overlap": 8, "transport": "yuv420p"},
                            "encode": {"preset": "veryfast", "pix_fmt": "yuv420p"}})
-    settings = {**cfg, "mode": "enhance", "device": "cpu"}
+    settings = Settings.from_dict({**cfg, "mode": "enhance", "device": "cpu"})
     with caplog.at_level("WARNING"):
         stats = infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "8.mkv", settings=settings)
     assert stats["transport"] == "yuv420p10le→yuv420p"
@@ -328,6 +330,6 @@ def test_ten_bit_hdr_source_into_eight_bits_is_warned_about(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("WARNING"):
         infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "10.mkv",
-              settings={**settings, "encode": {**cfg["encode"], "pix_fmt": "yuv420p10le"}})
+              settings=settings.replace(encode=settings.encode.replace(pix_fmt="yuv420p10le")))
     assert "bits per sample" not in caplog.text and "HDR" in caplog.text
     assert probe(tmp_path / "10.mkv").pix_fmt == "yuv420p10le"

@@ -4,6 +4,7 @@ from videnhance.config import (
     ConfigError,
     list_videos,
     load_config_file,
+    load_schema,
     validate_config,
     video_settings,
 )
@@ -90,8 +91,31 @@ def test_the_shipped_config_is_the_schemas_defaults():
     settings: the schema is the one home of defaults, and config.yaml writes them out."""
     import yaml
 
-    from videnhance.degrade import DegradeChain
-
     shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert validate_config(shipped) == validate_config({})
-    assert DegradeChain() == DegradeChain.from_config(validate_config({})["degrade"])
+
+
+def test_typed_settings_have_exactly_the_schemas_keys_and_no_defaults_of_their_own():
+    """Each section class names the schema's keys, no more, no fewer, and none has a default: a
+    key added to the schema without its field (or the reverse) fails here, not in a user's run."""
+    import dataclasses
+
+    from videnhance.settings import PLAIN_KEYS, SECTIONS, Settings
+
+    schema = load_schema("config")["properties"]
+    assert set(SECTIONS) | set(PLAIN_KEYS) == set(schema)
+    for name, cls in SECTIONS.items():
+        declared = {f.name for f in dataclasses.fields(cls)}
+        assert declared == set(schema[name]["properties"]), name
+        assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   for f in dataclasses.fields(cls)), name
+    settings = Settings.from_dict(validate_config({}))
+    # a round trip loses nothing but top-level None (`checkpoint: null` reads as "not given": the same to a step)
+    assert settings.as_dict() == {k: v for k, v in validate_config({}).items() if v is not None}
+    assert settings.degrade.jpeg_quality == tuple(schema["degrade"]["properties"]["jpeg_quality"]["default"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.fine_tune.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="fine_tune.*lr"):
+        settings.fine_tune.replace(lr=-1)  # a changed copy is validated like a config file
+    with pytest.raises(ValueError, match="differ from the schema"):
+        SECTIONS["fine_tune"].from_dict({"lr": 0.1})  # only whole, validated sections

@@ -27,7 +27,8 @@ def test_bd_and_scale_one_and_bad_sizes():
 
 
 def test_chain_is_seeded_and_varies():
-    chain = DegradeChain(downscale=["bicubic", "bilinear"], blur_sigma=[0.0, 1.5], jpeg_quality=[30, 60], jpeg_prob=1.0)
+    chain = DegradeChain.defaults(downscale=["bicubic", "bilinear"], blur_sigma=[0.0, 1.5], jpeg_quality=[30, 60],
+                                  jpeg_prob=1.0)
     image = crop_to_multiple(photo(), 2)
     a = make_pairs([image], 2, chain, seed=3, copies=3)[0]
     b = make_pairs([image], 2, chain, seed=3, copies=3)[0]

@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from videnhance import pipeline
-from videnhance.config import validate_config
 from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.infer import enhance_video, run_model
@@ -35,6 +34,7 @@ from videnhance.io import (
     probe,
 )
 from videnhance.models import SRResNet, save_model
+from videnhance.settings import Benchmark, Degrade, FineTune, Settings
 from videnhance.train import fine_tune
 
 from .helpers import REPO, ffmpeg, lavfi_clip, make_clip
@@ -102,7 +102,7 @@ def test_odd_size_same_scale_output(tmp_path):
 def test_size_not_divisible_by_scale_in_benchmark_mode(tmp_path):
     source = make_clip(tmp_path / "gt.mkv", size=(50, 37), frames=5, settings=LOSSLESS)
     pipeline.degrade_gt(ground_truth=source, input_video=tmp_path / "input.mkv",
-                        settings={"scale": 4, "benchmark": {"degradation": "BI"}})
+                        settings=Settings(scale=4, benchmark=Benchmark.defaults(degradation="BI")))
     meta = probe(tmp_path / "input.mkv")
     assert (meta.width, meta.height, meta.frames) == (12, 9, 5)  # GT trimmed to 48×36 first
 
@@ -110,19 +110,18 @@ def test_size_not_divisible_by_scale_in_benchmark_mode(tmp_path):
 def test_frames_too_small_are_refused(tmp_path):
     source = make_clip(tmp_path / "speck.mkv", size=(6, 6), frames=3, settings=LOSSLESS)
     with pytest.raises(VideoError, match="speck.mkv: frames of 6x6 are too small"):
-        pipeline.probe(source=source, meta=tmp_path / "meta.json", settings={"scale": 2, "mode": "enhance"})
+        pipeline.probe(source=source, meta=tmp_path / "meta.json", settings=Settings(scale=2, mode="enhance"))
 
 
 @pytest.mark.parametrize("pairs", ["frame", "near_scale"])
 def test_tiny_frames_smaller_than_the_training_patch(tmp_path, pairs):
     frames = [np.random.default_rng(i).integers(0, 256, (10, 12, 3), dtype=np.uint8) for i in range(6)]
-    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 0, 1, 1], bool), np.arange(6))
     save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
-    cfg = {**validate_config({})["fine_tune"], "steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 48,
-           "lr": 1e-4, "pairs": pairs, "rounds": 2}
+    cfg = FineTune.defaults(steps=2, steps_per_epoch=1, batch_size=2, patch=48, lr=1e-4, pairs=pairs, rounds=2)
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
     assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
 
 
@@ -172,7 +171,7 @@ def test_10bit_and_444_inputs(tmp_path, pix_fmt):
 def test_alpha_channel_is_dropped_with_a_warning(tmp_path, caplog):
     source = lavfi_clip(tmp_path / "alpha.mov", "64x48", 1, 25, "-vf", "format=rgba", "-c:v", "png")
     with caplog.at_level("WARNING"):
-        meta = pipeline.probe(source=source, meta=tmp_path / "meta.json", settings={"scale": 2, "mode": "enhance"})
+        meta = pipeline.probe(source=source, meta=tmp_path / "meta.json", settings=Settings(scale=2, mode="enhance"))
     assert meta.alpha and "alpha channel" in caplog.text
     assert probe(enhance_and_mux(source, tmp_path)).frames == 25
 
@@ -231,7 +230,7 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
     """frame pairs: one run of 20 epochs. near_scale: two rounds of 10, killed in round 2; the rerun
     takes round 1's saved weights and resumes round 2 at its last epoch."""
     frames = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(8)]
-    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0] * 6 + [1] * 2, bool), np.arange(8))
     save_model(tiny_model(), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
     script = textwrap.dedent(f"""
@@ -239,12 +238,12 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
         logging.basicConfig(level=logging.INFO, stream=sys.stdout)
         torch.set_num_threads(1)
         from videnhance.train import fine_tune
-        from videnhance.config import validate_config
-        cfg = dict(validate_config({{}})["fine_tune"], steps=400, steps_per_epoch=20, batch_size=4, patch=16,
-                   lr=1e-4, pairs={pairs!r}, targets_per_frame=1, rounds=2, patience=0)
+        from videnhance.settings import Degrade, FineTune
+        cfg = FineTune.defaults(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, pairs={pairs!r},
+                                targets_per_frame=1, rounds=2, patience=0)
         d = {str(tmp_path)!r}
         fine_tune(d + "/pairs.npz", d + "/base.pt", d + "/model.pt", d + "/h.csv", d + "/v.json", cfg, "cpu",
-                  degrade_cfg={{"downscale": ["bicubic"]}})
+                  degrade_cfg=Degrade.defaults())
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -280,9 +279,11 @@ def test_kill_9_during_infer_leaves_no_output(tmp_path):
         from videnhance.pipeline import infer
         d = {str(tmp_path)!r}
         from videnhance.config import validate_config
+        from videnhance.settings import Settings
         cfg = validate_config(dict(device="cpu", infer=dict(batch_size=1, tile=0, tile_overlap=8),
                                    encode=dict(codec="libx264", crf=18, preset="medium", pix_fmt="yuv420p")))
-        infer(model=d + "/m.pt", input_video=d + "/long.mkv", output=d + "/out.mkv", settings=dict(cfg, mode="enhance"))
+        infer(model=d + "/m.pt", input_video=d + "/long.mkv", output=d + "/out.mkv",
+              settings=Settings.from_dict(dict(cfg, mode="enhance")))
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)

@@ -10,6 +10,7 @@ from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.guard import Rule, gain_signal, near_scale_set
 from videnhance.models import SRResNet, load_model, save_model
+from videnhance.settings import Degrade, FineTune, Settings
 from videnhance.train import (
     MixedLoss,
     fine_tune,
@@ -36,13 +37,13 @@ def _tiny_cfg(**fine_tune):
         "pretrain": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, "copies": 1},
         "fine_tune": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, **fine_tune},
     })
-    return cfg
+    return Settings.from_dict(cfg)
 
 
 def test_pretrain_writes_model_and_fastai_history(tmp_path):
     cfg = _tiny_cfg()
     images = [photo("chelsea"), photo("rocket")]
-    stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"], cfg["degrade"],
+    stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg.model, cfg.pretrain, cfg.degrade,
                      "cpu")
     history = pd.read_csv(tmp_path / "p.csv")
     assert len(history) == 2 and {"train_loss", "valid_loss", "psnr_metric"} <= set(history.columns)
@@ -53,7 +54,7 @@ def test_pretrain_writes_model_and_fastai_history(tmp_path):
 
 def _pairs(tmp_path, n=8):
     frames = [photo("coffee")[i * 10 : i * 10 + 64, i * 12 : i * 12 + 96] for i in range(n)]
-    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
     is_val = np.zeros(n, bool)
     is_val[-2:] = True
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), is_val, np.arange(n))
@@ -62,11 +63,11 @@ def _pairs(tmp_path, n=8):
 
 def test_fine_tune_is_deterministic_on_cpu(tmp_path):
     _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
+    cfg = _tiny_cfg(lr=1e-3).fine_tune
     for run in ("a", "b"):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
-                  tmp_path / f"{run}.json", {**cfg, "guard": False}, "cpu",  # always keep
-                  degrade_cfg=_tiny_cfg()["degrade"])
+                  tmp_path / f"{run}.json", cfg.replace(guard=False), "cpu",  # always keep
+                  degrade_cfg=_tiny_cfg().degrade)
     a, b = load_model(tmp_path / "a.pt").module.state_dict(), load_model(tmp_path / "b.pt").module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     history_a, history_b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
@@ -79,9 +80,9 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
 @pytest.mark.parametrize("patience", [1, 0])
 def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
     _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0, patience=patience)["fine_tune"]  # an absurd learning rate wrecks the model
+    cfg = _tiny_cfg(lr=5.0, patience=patience).fine_tune  # an absurd learning rate wrecks the model
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
     assert verdict["kept"] == "base" and verdict["signal"] == "near_scale"
     # each round run was measured as damage on the held-out pairs (both kinds) and undone
     report = verdict["round_report"]
@@ -92,7 +93,7 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
         assert verdict["reason"].startswith("round 1 was undone and 1 later round(s) skipped: fine-tuned")
         assert verdict["gain_db"] < 0  # what the rejected round measured, not the base's zero
     else:  # every round runs, each at a lower rate
-        assert [r["round"] for r in report] == [1, 2] and report[1]["lr"] == 5.0 * cfg["lr_backoff"]
+        assert [r["round"] for r in report] == [1, 2] and report[1]["lr"] == 5.0 * cfg.lr_backoff
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
     kept, base = load_model(tmp_path / "m.pt").module.state_dict(), load_model(tmp_path / "base.pt").module.state_dict()
     assert all(torch.equal(kept[k], base[k]) for k in base)
@@ -101,18 +102,18 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
 @pytest.mark.slow
 def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     """The seed's fastai U-Net goes through the same Learner path (tiny budget: it is slow on CPU)."""
-    cfg = validate_config({
+    cfg = Settings.from_dict(validate_config({
         "model": {"arch": "unet", "encoder": "resnet18"},
         "pretrain": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "copies": 1},
         "fine_tune": {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 32, "guard": False},
-    })
-    pretrain([photo("chelsea")], tmp_path / "base.pt", tmp_path / "p.csv", 2, cfg["model"], cfg["pretrain"],
-             cfg["degrade"], "cpu")
+    }))
+    pretrain([photo("chelsea")], tmp_path / "base.pt", tmp_path / "p.csv", 2, cfg.model, cfg.pretrain,
+             cfg.degrade, "cpu")
     frames = [photo("coffee")[i * 20 : i * 20 + 64, :96] for i in range(4)]
-    lrs, hrs = make_pairs(frames, 2, DegradeChain(), seed=0)
+    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 1], bool), np.arange(4))
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg["fine_tune"], "cpu", degrade_cfg=cfg["degrade"])
+                        tmp_path / "v.json", cfg.fine_tune, "cpu", degrade_cfg=cfg.degrade)
     assert verdict["kept"] == "fine_tuned"
     loaded = load_model(tmp_path / "m.pt", arch="unet", scale=2)
     assert loaded.kwargs == {"encoder": "resnet18"}
@@ -173,11 +174,13 @@ def test_held_out_near_scale_pairs_are_the_base_output_at_the_scale_of_use():
     torch.manual_seed(0)
     base = SRResNet(2, 8, 1).eval()
     frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
-    held = near_scale_set(base, frames, 2, DegradeChain(), (0.8, 0.9), 2, crop=200, seed=0, device=torch.device("cpu"))
+    held = near_scale_set(base, frames, 2, DegradeChain.defaults(), (0.8, 0.9), 2, crop=200, seed=0,
+                          device=torch.device("cpu"))
     assert list(held.group) == [0, 0, 1, 1, 2, 2]
     for lr, hr in zip(held.lr, held.hr, strict=True):  # targets: the base's 80×120 output, shrunk 0.8–0.9
         assert 0.8 * 80 - 2 <= hr.shape[0] <= 0.9 * 80 and lr.shape == (hr.shape[0] // 2, hr.shape[1] // 2, 3)
-    again = near_scale_set(base, frames, 2, DegradeChain(), (0.8, 0.9), 2, crop=200, seed=0, device=torch.device("cpu"))
+    again = near_scale_set(base, frames, 2, DegradeChain.defaults(), (0.8, 0.9), 2, crop=200, seed=0,
+                           device=torch.device("cpu"))
     assert all(np.array_equal(a, b) for a, b in zip(held.lr, again.lr, strict=True))  # fixed: every model, same pairs
     from videnhance.degrade import resize
     from videnhance.infer import run_model
@@ -193,20 +196,20 @@ def test_the_guard_judges_on_held_out_frames_only(tmp_path):
 
     _pairs(tmp_path)
     data = VideoPairs.load(tmp_path / "pairs.npz")
-    cfg = _tiny_cfg()["fine_tune"]
-    judge = held_out_judge(SRResNet(2, 8, 1).eval(), data.lr_val, data.hr_val, 2, cfg, DegradeChain(),
+    cfg = _tiny_cfg().fine_tune
+    judge = held_out_judge(SRResNet(2, 8, 1).eval(), data.lr_val, data.hr_val, 2, cfg, DegradeChain.defaults(),
                            torch.device("cpu"))
     assert len(data.lr_val) == 2 and all(np.array_equal(a, b) for a, b in zip(judge.sets["frame"].hr, data.hr_val,
                                                                                 strict=True))
     assert sorted(set(judge.sets["near_scale"].group)) == [0, 1]
-    assert len(judge.sets["near_scale"].lr) == 2 * cfg["guard_targets_per_frame"]
+    assert len(judge.sets["near_scale"].lr) == 2 * cfg.guard_targets_per_frame
 
 
 def test_guard_off_keeps_every_round_and_delivers_the_fine_tuned_model(tmp_path):
     _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0, guard=False)["fine_tune"]
+    cfg = _tiny_cfg(lr=5.0, guard=False).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
     assert verdict["kept"] == "fine_tuned" and "guard off" in verdict["reason"]
     assert [r["kept"] for r in verdict["round_report"]] == [True, True]
     assert verdict["signals"]["near_scale"]["gain_db"] < 0  # still measured and reported
@@ -216,7 +219,7 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
     torch.manual_seed(0)
     teacher = SRResNet(2, 8, 1).eval()
     frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
-    args = dict(scale=2, chain=DegradeChain(), shrink=(0.8, 0.9), per_frame=2, crop=200, seed=3,
+    args = dict(scale=2, chain=DegradeChain.defaults(), shrink=(0.8, 0.9), per_frame=2, crop=200, seed=3,
                 device=torch.device("cpu"))
     lrs, hrs = near_scale_pairs(teacher, frames, **args)
     assert len(lrs) == len(hrs) == 6
@@ -241,17 +244,17 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
 @pytest.mark.parametrize("pairs", ["near_scale", "frame"])
 def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
     _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3, pairs=pairs, patience=0)["fine_tune"]  # every round runs
+    cfg = _tiny_cfg(lr=1e-3, pairs=pairs, patience=0).fine_tune  # every round runs
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg={"downscale": ["bicubic"]})
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
     assert verdict["pairs"] == pairs and verdict["steps"] == 6
 
 
 def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
     """Same-size files with other contents (a retrained base of the same architecture) or another
     degradation must not resume a killed fine-tune's checkpoint."""
-    cfg = validate_config({})["fine_tune"]
-    chain = {"downscale": ["bicubic"]}
+    cfg = FineTune.defaults()
+    chain = Degrade.defaults()
     pairs = tmp_path / "pairs.npz"
     pairs.write_bytes(b"p" * 64)
     for name, seed in (("a.pt", 0), ("b.pt", 1)):
@@ -261,7 +264,7 @@ def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
     first = run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
     assert first == run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
     assert first != run_fingerprint(cfg, chain, pairs, tmp_path / "b.pt")
-    assert first != run_fingerprint(cfg, {"downscale": ["bilinear"]}, pairs, tmp_path / "a.pt")
+    assert first != run_fingerprint(cfg, chain.replace(downscale=["bilinear"]), pairs, tmp_path / "a.pt")
     pairs.write_bytes(b"q" * 64)
     assert first != run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
 
@@ -271,9 +274,9 @@ def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
     _pairs(tmp_path)
     pairs = np.load(tmp_path / "pairs.npz")
     save_pairs(tmp_path / "pairs.npz", pairs["lr"], pairs["hr"], np.zeros(len(pairs["lr"]), bool), pairs["indices"])
-    cfg = _tiny_cfg(lr=1e-3)["fine_tune"]
+    cfg = _tiny_cfg(lr=1e-3).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg()["degrade"])
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
     assert verdict["kept"] == "base" and "no held-out frames" in verdict["reason"] and verdict["steps"] == 0
     assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "base.pt").read_bytes()
     assert json.loads((tmp_path / "v.json").read_text()) == verdict
@@ -288,7 +291,7 @@ def test_vgg_feature_loss_only_with_weights_the_user_supplies(tmp_path):
     features = vgg16(weights=None).features[:16]
     torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg16.pth")
     cfg = validate_config({"fine_tune": {"loss": {"l1": 1.0, "vgg": 0.1, "vgg_weights": str(tmp_path / "vgg16.pth")}}})
-    loss = MixedLoss(cfg["fine_tune"]["loss"])
+    loss = MixedLoss(cfg["fine_tune"]["loss"])  # the validated config's loss section, as the steps get it
     x = torch.rand(2, 3, 32, 32)
     noisy = (x + 0.1 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
     assert float(loss(x, x)) < 1e-6

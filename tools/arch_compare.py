@@ -23,6 +23,7 @@ from videnhance.config import validate_config
 from videnhance.data import load_image_sources
 from videnhance.infer import run_model
 from videnhance.models import load_model
+from videnhance.settings import Model, Settings
 from videnhance.train import pretrain
 
 NETWORKS = [("srresnet_32x6", {"arch": "srresnet", "channels": 32, "blocks": 6}),
@@ -40,17 +41,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     train = {"images": [str(data / "train/BSDS200"), "skimage"], "copies": 1, "batch_size": 16, "patch": 32, "lr": 1e-3}
     cfg = validate_config({"scale": 4, "pretrain": train, "degrade": {"downscale": ["bicubic"], "copies": 1}})
-    images = load_image_sources(cfg["pretrain"]["images"], cfg["pretrain"]["max_images"])
+    s = Settings.from_dict(cfg)
+    images = load_image_sources(s.pretrain.images, s.pretrain.max_images)
     frame = np.random.default_rng(0).integers(0, 256, (2, 90, 120, 3), dtype=np.uint8)
-    for name, model_cfg in NETWORKS:
-        timing = {**cfg["pretrain"], "steps": 8, "steps_per_epoch": 4}
+    for name, model_keys in NETWORKS:
+        model_cfg = Model.defaults(**model_keys)
+        timing = s.pretrain.replace(steps=8, steps_per_epoch=4)
         start = time.time()
-        pretrain(images, out / f"{name}_timing.pt", out / f"{name}_timing.csv", 4, model_cfg, timing, cfg["degrade"],
+        pretrain(images, out / f"{name}_timing.pt", out / f"{name}_timing.csv", 4, model_cfg, timing, s.degrade,
                  "cpu")
         steps = max(8, int(args.seconds / ((time.time() - start) / 8)))
-        run = {**cfg["pretrain"], "steps": steps, "steps_per_epoch": max(1, steps // 10),
-               "max_seconds": args.seconds * 1.15}
-        stats = pretrain(images, out / f"{name}.pt", out / f"{name}.csv", 4, model_cfg, run, cfg["degrade"], "cpu")
+        run = s.pretrain.replace(steps=steps, steps_per_epoch=max(1, steps // 10), max_seconds=args.seconds * 1.15)
+        stats = pretrain(images, out / f"{name}.pt", out / f"{name}.csv", 4, model_cfg, run, s.degrade, "cpu")
         model = load_model(out / f"{name}.pt").module
         run_model(model, frame[:1])  # warm-up
         start = time.time()

@@ -51,6 +51,7 @@ from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
 from videnhance.metrics import score_frame
 from videnhance.models import load_model
+from videnhance.settings import Settings
 from videnhance.train import fine_tune, fit, near_scale_pairs, seed_everything
 
 
@@ -81,8 +82,8 @@ def near_pairs(teacher, frames, scale: int, shrink, device):
     """The pipeline's `near_scale_pairs`, once per listed factor, whole (uncropped) targets, BI."""
     lrs, hrs = [], []
     for f in shrink:
-        more = near_scale_pairs(teacher, np.stack(frames), scale, DegradeChain(), (f, f), 1, crop=1 << 30, seed=0,
-                                device=device)
+        more = near_scale_pairs(teacher, np.stack(frames), scale, DegradeChain.defaults(), (f, f), 1, crop=1 << 30,
+                                seed=0, device=device)
         lrs, hrs = lrs + more[0], hrs + more[1]
     return lrs, hrs
 
@@ -153,11 +154,12 @@ def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_
 
 def run_pipeline_variant(results: str, clip: str, scale: int, variant: dict, config: dict, device):
     """The pipeline's fine_tune on this clip's pairs; returns the delivered model and the verdict."""
-    cfg = {**config["fine_tune"], **variant["pipeline"]}
+    settings = Settings.from_dict(config)
+    cfg = settings.fine_tune.replace(**variant["pipeline"])
     with tempfile.TemporaryDirectory() as work:
         verdict = fine_tune(f"{results}/{clip}/pairs.npz", f"{results}/base/x{scale}.pt", f"{work}/model.pt",
                             f"{work}/history.csv", f"{work}/verdict.json", cfg, str(device),
-                            degrade_cfg=config["degrade"])
+                            degrade_cfg=settings.degrade)
         model = load_model(f"{work}/model.pt").module
     return model, verdict
 

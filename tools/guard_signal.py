@@ -37,6 +37,7 @@ from videnhance.io import FrameReader, probe
 from videnhance.metrics import psnr, rgb_to_y
 from videnhance.models import load_model
 from videnhance.pipeline import run_video
+from videnhance.settings import FineTune
 from videnhance.train import RoundTracker, held_out_judge
 
 
@@ -72,8 +73,7 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     scale, clip = cfg["scale"], safe_id(path)
     d = work / f"{clip}_x{scale}"
     settings = full_video_settings(cfg, {"id": clip, "mode": "benchmark"})
-    settings["fine_tune"]["guard"] = False
-    settings["device"] = "cpu"
+    settings = settings.replace(fine_tune=settings.fine_tune.replace(guard=False), device="cpu")
     states: dict[int, dict] = {}  # each round's weights, to score every round on the ground truth
     after_round = RoundTracker.after_round
 
@@ -110,8 +110,8 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     if blends:
         pairs = load_npz(files.pairs)
         is_val = pairs["is_val"].astype(bool)
-        judge = held_out_judge(base_model, pairs["lr"][is_val], pairs["hr"][is_val], scale, settings["fine_tune"],
-                               DegradeChain.from_config(cfg["degrade"]), torch.device("cpu"))
+        judge = held_out_judge(base_model, pairs["lr"][is_val], pairs["hr"][is_val], scale, settings.fine_tune,
+                               DegradeChain.from_settings(settings.degrade), torch.device("cpu"))
         row["blends"] = {}
         for alpha in blends:
             model = blended(base, files.model, alpha)
@@ -147,9 +147,9 @@ def simulate(row: dict, rule: Rule, patience: int) -> dict:
 def rules(cfg: dict) -> dict[str, tuple[Rule, int]]:
     """The rule before this change (frame pairs decide rounds and the guard; every round runs) and
     the configured one."""
-    ft = cfg["fine_tune"]
-    return {"frame rule (before)": (Rule("frame", ft["min_gain_db"], ft["guard_z"], None), 0),
-            "configured rule (after)": (Rule.from_config(ft), ft["patience"])}
+    ft = FineTune.from_dict(cfg["fine_tune"])
+    return {"frame rule (before)": (Rule("frame", ft.min_gain_db, ft.guard_z, None), 0),
+            "configured rule (after)": (Rule.from_settings(ft), ft.patience)}
 
 
 def table(rows: list[dict], cfg: dict) -> str:

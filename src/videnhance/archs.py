@@ -16,9 +16,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ModelFileError
+
+if TYPE_CHECKING:
+    from .settings import Model
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,9 @@ class Arch:
             builder = getattr(importlib.import_module(module), attr)
         return builder(scale=scale, **kwargs)
 
-    def kwargs_from(self, model_cfg: dict) -> dict:
-        """The builder's keyword arguments from a validated `model` config section."""
-        return {key: model_cfg[key] for key in self.config_keys}
+    def kwargs_from(self, model: Model) -> dict:
+        """The builder's keyword arguments from the `model` settings."""
+        return {key: getattr(model, key) for key in self.config_keys}
 
 
 ARCHS: dict[str, Arch] = {}

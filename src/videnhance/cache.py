@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +26,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "videnhance"
 
 
-def base_model_path(settings: dict) -> Path:
+def base_model_path(settings: Settings) -> Path:
     """Where the base model of these settings lives: its name says the arch and scale, its hash
     covers the scale, the model, pretraining and degradation settings and the library version."""
-    depends = {k: settings[k] for k in ("scale", "model", "pretrain", "degrade")}
+    depends = {k: v for k, v in settings.as_dict().items() if k in ("scale", "model", "pretrain", "degrade")}
     key = hashlib.sha256(json.dumps([depends, __version__], sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "base" / f"{settings['model']['arch']}_x{settings['scale']}_{key}.pt"
+    return cache_dir() / "base" / f"{settings.model.arch}_x{settings.scale}_{key}.pt"
 
 
-def seconds_per_step(settings: dict, repeats: int = 3) -> float:
+def seconds_per_step(settings: Settings, repeats: int = 3) -> float:
     """Wall seconds of one pretraining step of these settings on their device (the fastest of a
     few timed steps of random data; the first, which warms up, is not counted)."""
     import torch
@@ -42,12 +43,12 @@ def seconds_per_step(settings: dict, repeats: int = 3) -> float:
     from .infer import pick_device
     from .models import arch_kwargs, build_model
 
-    dev = pick_device(settings["device"])
-    cfg, scale = settings["pretrain"], settings["scale"]
-    model = build_model(settings["model"]["arch"], scale, **arch_kwargs(settings["model"])).to(dev)
+    dev = pick_device(settings.device)
+    cfg, scale = settings.pretrain, settings.scale
+    model = build_model(settings.model.arch, scale, **arch_kwargs(settings.model)).to(dev)
     opt = torch.optim.Adam(model.parameters())
-    x = torch.rand(cfg["batch_size"], 3, cfg["patch"], cfg["patch"], device=dev)
-    y = torch.rand(cfg["batch_size"], 3, cfg["patch"] * scale, cfg["patch"] * scale, device=dev)
+    x = torch.rand(cfg.batch_size, 3, cfg.patch, cfg.patch, device=dev)
+    y = torch.rand(cfg.batch_size, 3, cfg.patch * scale, cfg.patch * scale, device=dev)
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
@@ -60,7 +61,7 @@ def seconds_per_step(settings: dict, repeats: int = 3) -> float:
     return min(times[1:])
 
 
-def cached_base_model(settings: dict, rebuild: bool = False) -> Path:
+def cached_base_model(settings: Settings, rebuild: bool = False) -> Path:
     """The base model file for `settings`, pretrained now only if the cache has none (or `rebuild`)."""
     from .infer import pick_device
     from .pipeline import pretrain
@@ -69,11 +70,11 @@ def cached_base_model(settings: dict, rebuild: bool = False) -> Path:
     if path.exists() and not rebuild:
         log.info("base model from the cache: %s", path)
         return path
-    steps = settings["pretrain"]["steps"]
+    steps = settings.pretrain.steps
     estimate = steps * seconds_per_step(settings)
     log.info("pretraining a ×%d base model (%s, %d steps on %s): about %s, from a timed step. It is kept in %s "
-             "for later runs (--rebuild-base trains it again; --checkpoint uses your own).", settings["scale"],
-             settings["model"]["arch"], steps, pick_device(settings["device"]), _duration(estimate), path)
+             "for later runs (--rebuild-base trains it again; --checkpoint uses your own).", settings.scale,
+             settings.model.arch, steps, pick_device(settings.device), _duration(estimate), path)
     pretrain(model=path, history=path.with_suffix(".history.csv"), settings=settings)
     return path
 

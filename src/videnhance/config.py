@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 
 from .archs import ARCHS
 from .errors import ConfigError
+from .settings import Settings
 
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
 OVERRIDES = {  # sheet column → (config section, key)
@@ -99,9 +100,11 @@ def runtime_settings(config: dict) -> dict:
     return {key: cfg[key] for key in RUNTIME_KEYS}
 
 
-def load_config_file(path: str | Path | None) -> dict:
-    raw = yaml.safe_load(Path(path).read_text()) if path else {}
-    return validate_config(raw or {})
+def load_config_file(path: str | Path | None, **overrides: Any) -> dict:
+    """The validated config of a YAML file (None: the schema's defaults), with top-level
+    `overrides` (such as the command line's `scale`) applied before validation."""
+    raw = (yaml.safe_load(Path(path).read_text()) if path else None) or {}
+    return validate_config({**raw, **overrides})
 
 
 def safe_id(path: str | Path) -> str:
@@ -179,11 +182,11 @@ def list_videos(cfg: dict, base_dir: str | Path = ".") -> dict[str, dict]:
     return videos
 
 
-def full_video_settings(cfg: dict, row: dict) -> dict:
+def full_video_settings(cfg: dict, row: dict) -> Settings:
     """Everything any step may read for one video, as `pipeline.run_video` hands it to each step:
     the config, the row's overrides (`video_settings`), the video's id and its scale for the report."""
     per_video = video_settings(cfg, row)
-    return {**copy.deepcopy(cfg), **per_video, "video": row["id"], "scales": {row["id"]: per_video["scale"]}}
+    return Settings.from_dict({**cfg, **per_video, "video": row["id"], "scales": {row["id"]: per_video["scale"]}})
 
 
 def video_settings(cfg: dict, row: dict) -> dict:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .settings import Degrade
 from .tensors import frames_to_tensor, tensor_to_frames
 
 
@@ -74,7 +75,7 @@ def crop_to_multiple(frames: np.ndarray, multiple: int) -> np.ndarray:
     return frames[..., : h - h % multiple, : w - w % multiple, :]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DegradeChain:
     """The training-pair degradation (config key `degrade`), applied per image with its own RNG.
 
@@ -83,16 +84,21 @@ class DegradeChain:
     does downscale + JPEG). `jpeg_prob` is the chance a pair gets JPEG at all.
     """
 
-    downscale: list[str] = field(default_factory=lambda: ["bicubic"])
-    blur_sigma: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    jpeg_quality: list[int] = field(default_factory=lambda: [80, 95])
-    jpeg_prob: float = 0.0
-    noise_sigma: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    downscale: tuple[str, ...]
+    blur_sigma: tuple[float, float]
+    jpeg_quality: tuple[int, int]
+    jpeg_prob: float
+    noise_sigma: tuple[float, float]
 
     @classmethod
-    def from_config(cls, cfg: dict) -> DegradeChain:
-        known = {k: cfg[k] for k in ("downscale", "blur_sigma", "jpeg_quality", "jpeg_prob", "noise_sigma") if k in cfg}
-        return cls(**known)
+    def from_settings(cls, degrade: Degrade) -> DegradeChain:
+        return cls(downscale=degrade.downscale, blur_sigma=degrade.blur_sigma, jpeg_quality=degrade.jpeg_quality,
+                   jpeg_prob=degrade.jpeg_prob, noise_sigma=degrade.noise_sigma)
+
+    @classmethod
+    def defaults(cls, **overrides) -> DegradeChain:
+        """The chain of the schema's `degrade` defaults (bicubic only) with `overrides`."""
+        return cls.from_settings(Degrade.defaults(**overrides))
 
     def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         """Degrade one uint8 (H, W, 3) image whose sides are multiples of `scale`."""

@@ -29,6 +29,7 @@ from torch import nn
 from .degrade import DegradeChain, shrink_and_crop
 from .infer import run_model
 from .metrics import psnr, rgb_to_y
+from .settings import FineTune
 
 
 @dataclass
@@ -135,9 +136,8 @@ class Rule:
     frame_margin_db: float | None
 
     @classmethod
-    def from_config(cls, cfg: dict) -> Rule:
-        return cls(cfg["guard_signal"], float(cfg["min_gain_db"]), float(cfg["guard_z"]),
-                   cfg["guard_frame_margin_db"])
+    def from_settings(cls, cfg: FineTune) -> Rule:
+        return cls(cfg.guard_signal, float(cfg.min_gain_db), float(cfg.guard_z), cfg.guard_frame_margin_db)
 
     def decide(self, signals: dict[str, Signal]) -> tuple[bool, str]:
         """(keep the fine-tuned model?, why) from the signals of the model against the base."""

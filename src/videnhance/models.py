@@ -19,6 +19,7 @@ from torch import nn
 
 from .archs import Arch, get_arch
 from .errors import ModelFileError
+from .settings import Model
 
 FORMAT = "videnhance-model"
 FORMAT_VERSION = 1
@@ -91,9 +92,9 @@ def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
     return get_arch(arch).build(scale, **kwargs)
 
 
-def arch_kwargs(model_cfg: dict) -> dict:
+def arch_kwargs(model: Model) -> dict:
     """The constructor's keyword arguments for the configured architecture (`model.*` keys)."""
-    return get_arch(model_cfg["arch"]).kwargs_from(model_cfg)
+    return get_arch(model.arch).kwargs_from(model)
 
 
 @dataclass(frozen=True)

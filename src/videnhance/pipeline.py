@@ -30,14 +30,15 @@ from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, m
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
 from .models import arch_kwargs, load_model
+from .settings import Encode, Settings
 
 log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------- the steps
-def probe(*, source: str | Path, meta: str | Path, settings: dict) -> VideoMeta:
+def probe(*, source: str | Path, meta: str | Path, settings: Settings) -> VideoMeta:
     """Write meta.json; refuse, with a message, what the pipeline cannot process."""
-    scale, mode = settings["scale"], settings["mode"]
+    scale, mode = settings.scale, settings.mode
     info = probe_file(source)
     min_side = 8 * (scale if mode == "benchmark" else 1)
     if min(info.width, info.height) < min_side:
@@ -59,13 +60,13 @@ def _input_meta(input_video: str | Path, meta: str | Path | None) -> VideoMeta:
     return VideoMeta.from_json(meta) if meta else probe_file(input_video, decode_check=False)
 
 
-def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: dict, meta: str | Path | None = None,
+def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: Settings, meta: str | Path | None = None,
                batch_size: int = 16) -> None:
     """Benchmark mode: make the low-resolution input video from the ground truth (lossless FFV1).
 
     The ground truth is trimmed (bottom/right) to a multiple of the scale; evaluate trims the same way.
     """
-    scale, kind = settings["scale"], settings["benchmark"]["degradation"]
+    scale, kind = settings.scale, settings.benchmark.degradation
     info = VideoMeta.from_json(meta) if meta else probe_file(ground_truth)
     w, h = info.width - info.width % scale, info.height - info.height % scale
     with FrameWriter(input_video, w // scale, h // scale, info.fps, LOSSLESS) as writer:
@@ -73,9 +74,9 @@ def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: d
             writer.write(eval_degrade(crop_to_multiple(batch, scale), scale, kind))
 
 
-def extract(*, input_video: str | Path, frames: str | Path, settings: dict, meta: str | Path | None = None) -> None:
+def extract(*, input_video: str | Path, frames: str | Path, settings: Settings, meta: str | Path | None = None) -> None:
     """Sample `extract.frames` frames evenly (not every frame) and mark whole stretches for validation."""
-    count, val_fraction = settings["extract"]["frames"], settings["extract"]["val_fraction"]
+    count, val_fraction = settings.extract.frames, settings.extract.val_fraction
     info = _input_meta(input_video, meta)
     indices = sample_indices(info.frames, count)
     sampled = FrameReader(input_video, info).read_selected(indices)
@@ -85,16 +86,16 @@ def extract(*, input_video: str | Path, frames: str | Path, settings: dict, meta
     log.info("sampled %d of %d frames (%d for validation)", len(indices), info.frames, int(is_val.sum()))
 
 
-def degrade(*, frames: str | Path, pairs: str | Path, settings: dict) -> None:
+def degrade(*, frames: str | Path, pairs: str | Path, settings: Settings) -> None:
     """Training pairs: degraded(frame) → frame, seeded; validation frames get one copy."""
-    scale, degrade_cfg = settings["scale"], settings["degrade"]
+    scale, degrade_cfg = settings.scale, settings.degrade
     data = load_npz(frames)
-    chain = DegradeChain.from_config(degrade_cfg)
-    rng = np.random.default_rng(degrade_cfg["seed"])
+    chain = DegradeChain.from_settings(degrade_cfg)
+    rng = np.random.default_rng(degrade_cfg.seed)
     hr_all = crop_to_multiple(data["frames"], scale)
     lrs, hrs, is_val, indices = [], [], [], []
     for frame, val, index in zip(hr_all, data["is_val"], data["indices"], strict=True):
-        for _ in range(1 if val else degrade_cfg["copies"]):
+        for _ in range(1 if val else degrade_cfg.copies):
             lrs.append(chain.apply(frame, scale, rng))
             hrs.append(frame)
             is_val.append(val)
@@ -102,72 +103,72 @@ def degrade(*, frames: str | Path, pairs: str | Path, settings: dict) -> None:
     save_pairs(pairs, np.stack(lrs), np.stack(hrs), np.array(is_val), np.array(indices))
 
 
-def pretrain(*, model: str | Path, history: str | Path, settings: dict) -> dict:
+def pretrain(*, model: str | Path, history: str | Path, settings: Settings) -> dict:
     """Train the base model on the configured photos (`pretrain.images`) with the degrade chain."""
     from .data import load_image_sources
     from .train import pretrain as train_base
 
-    cfg = settings["pretrain"]
-    images = load_image_sources(cfg["images"], cfg["max_images"])
-    return train_base(images, model, history, settings["scale"], settings["model"], cfg, settings["degrade"],
-                      settings["device"])
+    cfg = settings.pretrain
+    images = load_image_sources(cfg.images, cfg.max_images)
+    return train_base(images, model, history, settings.scale, settings.model, cfg, settings.degrade,
+                      settings.device)
 
 
-def pretrain_load(*, model: str | Path, settings: dict, checkpoint: str | Path | None = None) -> None:
+def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Path | None = None) -> None:
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
-    source = settings["checkpoint"] or checkpoint
+    source = settings.checkpoint or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
-    base = load_model(source, arch=settings["model"]["arch"], scale=settings["scale"],
-                      kwargs=arch_kwargs(settings["model"]))
+    base = load_model(source, arch=settings.model.arch, scale=settings.scale,
+                      kwargs=arch_kwargs(settings.model))
     base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
                       "source_provenance": base.provenance})
 
 
 def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path,
-              settings: dict) -> dict:
+              settings: Settings) -> dict:
     """Fine-tune the base model on the video's pairs behind the guard (`train.fine_tune`), or,
     with `fine_tune.enabled: false`, deliver the base model as the video's model."""
     from .train import fine_tune as train_on_video
     from .train import keep_base
 
-    cfg = settings["fine_tune"]
-    if not cfg["enabled"]:
+    cfg = settings.fine_tune
+    if not cfg.enabled:
         return keep_base(base, model, history, verdict, "fine-tuning disabled in the config")
-    return train_on_video(pairs, base, model, history, verdict, cfg, settings["device"],
-                          degrade_cfg=settings["degrade"])
+    return train_on_video(pairs, base, model, history, verdict, cfg, settings.device,
+                          degrade_cfg=settings.degrade)
 
 
-def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: dict,
+def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: Settings,
           meta: str | Path | None = None) -> dict:
     """Enhance every frame. Benchmark mode encodes losslessly so scores reflect the model, not
     the encoder; `reassemble` encodes the deliverable with the configured codec."""
     from .infer import enhance_video
 
-    mode, infer_cfg = settings["mode"], settings["infer"]
+    mode, infer_cfg = settings.mode, settings.infer
     loaded = load_model(model)
     info = _input_meta(input_video, meta) if mode == "benchmark" or meta else probe_file(input_video)
-    encode = LOSSLESS if mode == "benchmark" else encode_settings(settings["encode"], keep_order=info.vfr)
+    encode = LOSSLESS if mode == "benchmark" else encode_settings(settings.encode, keep_order=info.vfr)
     if mode == "enhance":
         warn_depth_and_hdr(input_video, info, encode)
-    stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings["device"],
-                          batch_size=infer_cfg["batch_size"], tile=infer_cfg["tile"], overlap=infer_cfg["tile_overlap"],
-                          meta=info, compile=infer_cfg["compile"], transport=infer_cfg["transport"],
+    stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings.device,
+                          batch_size=infer_cfg.batch_size, tile=infer_cfg.tile, overlap=infer_cfg.tile_overlap,
+                          meta=info, compile=infer_cfg.compile, transport=infer_cfg.transport,
                           bf16=loaded.arch.bf16)
     log.info("infer: %s", stats)
     return stats
 
 
-def warn_depth_and_hdr(source: str | Path, meta: VideoMeta, settings: EncodeSettings) -> None:
+def warn_depth_and_hdr(source: str | Path, meta: VideoMeta, encode: EncodeSettings) -> None:
     """Say when the output would hold fewer bits than the source, and that HDR stays in its own
     PQ/HLG encoding (the model sees those code values as they are; the output is tagged the same)."""
-    bits, out_bits = bit_depth(meta.pix_fmt), bit_depth(settings.pix_fmt)
-    if bits > out_bits and settings.codec != "ffv1":
+    bits, out_bits = bit_depth(meta.pix_fmt), bit_depth(encode.pix_fmt)
+    if bits > out_bits and encode.codec != "ffv1":
         log.warning("%s: the source has %d bits per sample (%s) and the output %d (%s); set encode.pix_fmt: "
                     "yuv420p10le to keep 10 bits (with infer.transport yuv420p, or auto on a GPU, they reach the "
-                    "model too)", source, bits, meta.pix_fmt, out_bits, settings.pix_fmt)
+                    "model too)", source, bits, meta.pix_fmt, out_bits, encode.pix_fmt)
     hdr = HDR_TRANSFERS.get(meta.colour.transfer)
     if hdr:
         log.warning("%s: HDR (%s, %s primaries): frames are enhanced in their %s encoding and the output is tagged "
@@ -175,18 +176,18 @@ def warn_depth_and_hdr(source: str | Path, meta: VideoMeta, settings: EncodeSett
                     meta.colour.primaries, hdr)
 
 
-def encode_settings(encode_cfg: dict, keep_order: bool = False) -> EncodeSettings:
+def encode_settings(encode_cfg: Encode, keep_order: bool = False) -> EncodeSettings:
     """`keep_order`: no B-frames, so `reassemble` can give each frame its source timestamp (VFR)."""
-    return EncodeSettings(codec=encode_cfg["codec"], crf=encode_cfg["crf"], preset=encode_cfg["preset"],
-                          pix_fmt=encode_cfg["pix_fmt"], bframes=not keep_order)
+    return EncodeSettings(codec=encode_cfg.codec, crf=encode_cfg.crf, preset=encode_cfg.preset,
+                          pix_fmt=encode_cfg.pix_fmt, bframes=not keep_order)
 
 
 def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | Path, deliverable: str | Path,
-               side_by_side: str | Path, settings: dict, meta: str | Path | None = None) -> None:
+               side_by_side: str | Path, settings: Settings, meta: str | Path | None = None) -> None:
     """The deliverable (enhanced stream + the source's audio/subtitles, copied) and a comparison
     clip; refused (and removed) unless it has exactly the source's frame count."""
-    encode = encode_settings(settings["encode"])
-    reencode = encode if settings["mode"] == "benchmark" else None  # benchmark infer wrote lossless FFV1
+    encode = encode_settings(settings.encode)
+    reencode = encode if settings.mode == "benchmark" else None  # benchmark infer wrote lossless FFV1
     source_meta = VideoMeta.from_json(meta) if meta else probe_file(source)
     mux(enhanced, source, deliverable, reencode, source_meta)
     out = probe_file(deliverable)
@@ -196,7 +197,7 @@ def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | P
     make_side_by_side(input_video, enhanced, side_by_side, colour=source_meta.colour)
 
 
-def evaluate(*, scores: str | Path, crops: str | Path, settings: dict, ground_truth: str | Path | None = None,
+def evaluate(*, scores: str | Path, crops: str | Path, settings: Settings, ground_truth: str | Path | None = None,
              meta: str | Path | None = None, input_video: str | Path | None = None, milestone: str | Path | None = None,
              enhanced: str | Path | None = None, pairs: str | Path | None = None, base: str | Path | None = None,
              model: str | Path | None = None) -> None:
@@ -204,21 +205,21 @@ def evaluate(*, scores: str | Path, crops: str | Path, settings: dict, ground_tr
     mode, on the video's own held-out frames in enhance mode (see `evaluate`)."""
     from .evaluate import evaluate_benchmark, evaluate_selfval
 
-    border = settings["evaluate"]["crop_border"]
-    if settings["mode"] == "benchmark":
-        evaluate_benchmark(settings["video"], ground_truth, input_video, milestone, enhanced, settings["scale"], scores,
+    border = settings.evaluate.crop_border
+    if settings.mode == "benchmark":
+        evaluate_benchmark(settings.video, ground_truth, input_video, milestone, enhanced, settings.scale, scores,
                            border, crops, gt_meta_json=meta)
     else:
-        evaluate_selfval(settings["video"], pairs, base, model, scores, border, settings["device"], crops)
+        evaluate_selfval(settings.video, pairs, base, model, scores, border, settings.device, crops)
 
 
 def report(*, scores: list[str], verdicts: list[str], csv: str | Path, md: str | Path, per_frame: str | Path,
-           gains: str | Path, settings: dict) -> None:
+           gains: str | Path, settings: Settings) -> None:
     """The run's summary table and plots from every video's scores and verdict."""
     from .report import write_report
 
-    write_report(scores, verdicts, settings["scales"], csv, md, per_frame, gains, settings["evaluate"]["crop_border"],
-                 settings["benchmark"]["degradation"])
+    write_report(scores, verdicts, settings.scales, csv, md, per_frame, gains, settings.evaluate.crop_border,
+                 settings.benchmark.degradation)
 
 
 # ------------------------------------------------------------------------------ one video, whole
@@ -250,7 +251,7 @@ class VideoFiles:
                    scores=f / "scores.csv", crops=f / "crops.png")
 
 
-def run_video(source: str | Path, deliverable: str | Path, settings: dict, work: str | Path, *,
+def run_video(source: str | Path, deliverable: str | Path, settings: Settings, work: str | Path, *,
               base_checkpoint: str | Path | None = None, until: str | None = None, score: bool = False,
               before: Callable[[str], None] | None = None) -> dict:
     """One video through the workflow's steps, in rule order, without Snakemake: probe,
@@ -258,13 +259,13 @@ def run_video(source: str | Path, deliverable: str | Path, settings: dict, work:
     and with `score` the milestone's inference and evaluate.
 
     `settings` is the whole per-video settings (`config.full_video_settings`); the base model is
-    `base_checkpoint` (a pretrained file; `settings["checkpoint"]` wins, as in the workflow).
+    `base_checkpoint` (a pretrained file; `settings.checkpoint` wins, as in the workflow).
     `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
     time one step). Logs one progress line per step and returns each step's seconds and the
     fine-tune verdict."""
     files = VideoFiles.under(work)
     Path(work).mkdir(parents=True, exist_ok=True)
-    benchmark = settings["mode"] == "benchmark"
+    benchmark = settings.mode == "benchmark"
     input_video = files.input_video if benchmark else source
     input_meta = None if benchmark else files.meta  # the source's meta.json only describes the source
     steps = [

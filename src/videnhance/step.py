@@ -62,7 +62,8 @@ def rule_step(sm):
     the rule's `params` (the config sections it declares, so Snakemake reruns it when they change;
     `version` is only there for that) plus the run-time `device` and `infer` keys."""
     from .config import runtime_settings
+    from .settings import Settings
 
-    settings = {k: v for k, v in sm.params.items() if k != "version"} | runtime_settings(sm.config)
+    settings = Settings.from_dict({k: v for k, v in sm.params.items() if k != "version"} | runtime_settings(sm.config))
     with step(sm.log[0] if sm.log else None, sm.threads, sm.rule):
         yield settings

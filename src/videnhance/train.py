@@ -30,6 +30,7 @@ from .files import atomic_output, atomic_write_text
 from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, run_model
 from .models import arch_kwargs, build_model, load_model, save_model
+from .settings import Degrade, FineTune, Model, Pretrain
 
 log = logging.getLogger(__name__)
 
@@ -292,29 +293,29 @@ def _epochs(steps: int, steps_per_epoch: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------- pretrain
-def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Path, scale: int, model_cfg: dict,
-             train_cfg: dict, degrade_cfg: dict, device: str = "auto") -> dict:
+def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Path, scale: int, model_cfg: Model,
+             train_cfg: Pretrain, degrade_cfg: Degrade, device: str = "auto") -> dict:
     """Train the base model on a folder of photos with the configured degradation chain."""
     dev = pick_device(device)
-    seed_everything(train_cfg["seed"])
-    lrs, hrs = make_pairs(images, scale, DegradeChain.from_config(degrade_cfg), seed=train_cfg["seed"],
-                          copies=train_cfg["copies"])
-    order = np.random.default_rng(train_cfg["seed"]).permutation(len(lrs))
+    seed_everything(train_cfg.seed)
+    lrs, hrs = make_pairs(images, scale, DegradeChain.from_settings(degrade_cfg), seed=train_cfg.seed,
+                          copies=train_cfg.copies)
+    order = np.random.default_rng(train_cfg.seed).permutation(len(lrs))
     n_val = min(max(1, len(lrs) // 10), len(lrs) - 1)  # a single image trains and validates on itself
     val_idx, train_idx = (order[:n_val], order[n_val:]) if n_val else (order, order)
-    patch = train_cfg["patch"]
-    epochs, per_epoch = _epochs(train_cfg["steps"], train_cfg["steps_per_epoch"])
+    patch = train_cfg.patch
+    epochs, per_epoch = _epochs(train_cfg.steps, train_cfg.steps_per_epoch)
     train = PatchBatches([lrs[i] for i in train_idx], [hrs[i] for i in train_idx], scale, patch,
-                         train_cfg["batch_size"], per_epoch, seed=train_cfg["seed"], device=dev)
+                         train_cfg.batch_size, per_epoch, seed=train_cfg.seed, device=dev)
     # validation: fixed central crops, so the images need not share a size
     val_lr, val_hr = _center_crops([lrs[i] for i in val_idx], [hrs[i] for i in val_idx], scale, 2 * patch)
     valid = FixedBatches(val_lr, val_hr, batch_size=4, device=dev)
-    arch, kwargs = model_cfg["arch"], arch_kwargs(model_cfg)
+    arch, kwargs = model_cfg.arch, arch_kwargs(model_cfg)
     model = build_model(arch, scale, **kwargs)
     log.info("pretraining %s ×%d on %d images (%d pairs), %d epochs × %d steps on %s", arch, scale,
              len(images), len(lrs), epochs, per_epoch, dev)
-    stats = fit(model, train, valid, epochs, train_cfg["lr"], train_cfg["loss"], out_log, dev,
-                train_cfg["max_seconds"])
+    stats = fit(model, train, valid, epochs, train_cfg.lr, train_cfg.loss, out_log, dev,
+                train_cfg.max_seconds)
     provenance = {"stage": "pretrain", "images": len(images), "videnhance": __version__, **stats}
     save_model(model, out_model, arch, scale, kwargs, provenance)
     return stats
@@ -376,11 +377,11 @@ def keep_base(base_model_path: str | Path, out_model: str | Path, out_log: str |
     return verdict
 
 
-def run_fingerprint(cfg: dict, degrade_cfg: dict, pairs_path: str | Path, base_model_path: str | Path) -> str:
+def run_fingerprint(cfg: FineTune, degrade_cfg: Degrade, pairs_path: str | Path, base_model_path: str | Path) -> str:
     """What a fine-tune's checkpoints are valid for: its settings, the library version and the
     exact bytes of its pairs and base model. A rerun resumes only a checkpoint with the same one;
     after the base is retrained or the degradation changed, it starts over."""
-    return hashlib.sha256(json.dumps([cfg, degrade_cfg, __version__, _file_digest(pairs_path),
+    return hashlib.sha256(json.dumps([cfg.as_dict(), degrade_cfg.as_dict(), __version__, _file_digest(pairs_path),
                                       _file_digest(base_model_path)], sort_keys=True).encode()).hexdigest()
 
 
@@ -463,12 +464,12 @@ class RoundTracker:
         self.best_scores = self.judge.score(model) if self.best else self.judge.base_scores
 
 
-def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scale: int, cfg: dict,
+def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scale: int, cfg: FineTune,
                    chain: DegradeChain, device: torch.device) -> Judge:
     """The guard's held-out pairs for one video (`guard`): its frame pairs as `degrade` made them,
     and near-scale pairs made from the same held-out frames by the base model."""
-    near = near_scale_set(base, hr_val, scale, chain, tuple(cfg["shrink"]), cfg["guard_targets_per_frame"],
-                          crop=8 * cfg["patch"] * scale, seed=cfg["seed"] + 7919, device=device)
+    near = near_scale_set(base, hr_val, scale, chain, tuple(cfg.shrink), cfg.guard_targets_per_frame,
+                          crop=8 * cfg.patch * scale, seed=cfg.seed + 7919, device=device)
     frame = HeldOutSet(list(lr_val), list(hr_val), np.arange(len(lr_val)))
     return Judge({"frame": frame, "near_scale": near}, base, device)
 
@@ -497,11 +498,11 @@ class Rounds:
     finished round (so a killed run resumes in the round it was in, with the same settings and
     inputs only: `fingerprint`), and the totals of what was trained."""
 
-    def __init__(self, cfg: dict, out_model: Path, out_log: Path, fingerprint: str):
-        self.count = int(cfg["rounds"]) if cfg["pairs"] == "near_scale" else 1
+    def __init__(self, cfg: FineTune, out_model: Path, out_log: Path, fingerprint: str):
+        self.count = int(cfg.rounds) if cfg.pairs == "near_scale" else 1
         self.out_model, self.out_log, self.fingerprint = out_model, out_log, fingerprint
-        self.epochs, self.per_epoch = _epochs(max(1, cfg["steps"] // self.count), cfg["steps_per_epoch"])
-        self.max_seconds = cfg["max_seconds"] and cfg["max_seconds"] / self.count
+        self.epochs, self.per_epoch = _epochs(max(1, cfg.steps // self.count), cfg.steps_per_epoch)
+        self.max_seconds = cfg.max_seconds and cfg.max_seconds / self.count
         self.totals = {"seconds": 0.0, "steps": 0, "resumed_from_epoch": 0}
         self.run = 0
 
@@ -552,32 +553,32 @@ class Rounds:
                 "rounds": self.count, "rounds_run": self.run}
 
 
-def _train_round(model: nn.Module, r: int, data: VideoPairs, scale: int, chain: DegradeChain, cfg: dict, lr: float,
+def _train_round(model: nn.Module, r: int, data: VideoPairs, scale: int, chain: DegradeChain, cfg: FineTune, lr: float,
                  rounds: Rounds, device: torch.device) -> dict:
     """One round of training in place: near-scale targets from the model as it is now (the base,
     then the best round's), or the frame pairs; fastai's one-cycle at `lr`."""
     lr_train, hr_train = data.lr_train, data.hr_train
-    if cfg["pairs"] == "near_scale":
-        lr_train, hr_train = near_scale_pairs(model, data.train_frames, scale, chain, tuple(cfg["shrink"]),
-                                              cfg["targets_per_frame"], crop=4 * cfg["patch"] * scale,
-                                              seed=cfg["seed"] + r, device=device)
-    train = PatchBatches(list(lr_train), list(hr_train), scale, cfg["patch"], cfg["batch_size"], rounds.per_epoch,
-                         seed=cfg["seed"] + r, device=device)
+    if cfg.pairs == "near_scale":
+        lr_train, hr_train = near_scale_pairs(model, data.train_frames, scale, chain, tuple(cfg.shrink),
+                                              cfg.targets_per_frame, crop=4 * cfg.patch * scale,
+                                              seed=cfg.seed + r, device=device)
+    train = PatchBatches(list(lr_train), list(hr_train), scale, cfg.patch, cfg.batch_size, rounds.per_epoch,
+                         seed=cfg.seed + r, device=device)
     valid = FixedBatches(list(data.lr_val), list(data.hr_val), batch_size=2, device=device)
     log.info("fine-tuning%s on %d %s pairs from %d frames (validation %d), %d epochs × %d steps, lr %g, on %s",
-             f" round {r + 1} of {rounds.count}" if rounds.count > 1 else "", len(lr_train), cfg["pairs"],
+             f" round {r + 1} of {rounds.count}" if rounds.count > 1 else "", len(lr_train), cfg.pairs,
              len(data.train_frames), len(data.lr_val), rounds.epochs, rounds.per_epoch, lr, device)
-    stats = fit(model, train, valid, rounds.epochs, lr, cfg["loss"], rounds.log(r), device, rounds.max_seconds,
+    stats = fit(model, train, valid, rounds.epochs, lr, cfg.loss, rounds.log(r), device, rounds.max_seconds,
                 checkpoint=rounds.checkpoint(r), fingerprint=f"{rounds.fingerprint}:{r}:{lr}")
     return {**stats, "train_pairs": len(lr_train)}
 
 
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
-              out_verdict: str | Path, cfg: dict, device: str = "auto", *, degrade_cfg: dict) -> dict:
+              out_verdict: str | Path, cfg: FineTune, device: str = "auto", *, degrade_cfg: Degrade) -> dict:
     """Fine-tune the base model on one video; deliver it only if the guard finds it better than
     the base on the video's held-out frames (`guard`). Writes the delivered model and a verdict.
 
-    `cfg["pairs"]` picks the training pairs: "near_scale" (the model's own output, shrunk
+    `cfg.pairs` picks the training pairs: "near_scale" (the model's own output, shrunk
     slightly, → the same degraded; see `near_scale_pairs`) or "frame" (degraded frame → frame, as
     made by the `degrade` step). `degrade_cfg` is the configured chain: near-scale inputs are made
     with it, as the `degrade` step made the frame pairs.
@@ -588,18 +589,18 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     the best round against the base on the same pairs, so with a little selection optimism;
     `guard_z` and the frame-pair margin keep it conservative."""
     dev = pick_device(device)
-    seed_everything(cfg["seed"])
+    seed_everything(cfg.seed)
     data = VideoPairs.load(pairs_path)
     if len(data.lr_val) == 0:  # one-frame clip, or extract.val_fraction 0
         reason = ("no held-out frames (a one-frame clip, or extract.val_fraction: 0), so the guard could not "
                   "check a fine-tuned model; the base model is kept without fine-tuning")
         log.warning("%s: %s", pairs_path, reason)
         return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
-    base, chain, rule = load_model(base_model_path), DegradeChain.from_config(degrade_cfg), Rule.from_config(cfg)
+    base, chain, rule = load_model(base_model_path), DegradeChain.from_settings(degrade_cfg), Rule.from_settings(cfg)
     judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev)
     model = copy.deepcopy(base.module)  # trained in place; `base` stays the base
-    tracker = RoundTracker(rule, judge, model, float(cfg["lr"]), float(cfg["lr_backoff"]), cfg["patience"],
-                           guard=cfg["guard"])
+    tracker = RoundTracker(rule, judge, model, float(cfg.lr), float(cfg.lr_backoff), cfg.patience,
+                           guard=cfg.guard)
     rounds = Rounds(cfg, Path(out_model), Path(out_log), run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path))
     train_pairs = len(data.lr_train)
     for r in range(rounds.count):
@@ -615,7 +616,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         rounds.finish(r, model, tracker, stats)
     rounds.join_logs()
     signals = judge.signals(tracker.best_scores)
-    if not cfg["guard"]:
+    if not cfg.guard:
         keep, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
     elif tracker.best is None and tracker.last is not None:  # every round run was undone: report what it measured
         signals, skipped = tracker.last, rounds.count - rounds.run
@@ -630,7 +631,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                "val_psnr_y": {"bicubic": judge.mean_psnr(judge.score(None, names=("frame",)))["frame"],
                               "milestone": judge.mean_psnr(judge.base_scores)["frame"],
                               "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
-               "lr": cfg["lr"], "pairs": cfg["pairs"], "device": str(dev), **rounds.stats(),
+               "lr": cfg.lr, "pairs": cfg.pairs, "device": str(dev), **rounds.stats(),
                "round_report": tracker.report}
     base.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict},
               module=model if keep else base.module)

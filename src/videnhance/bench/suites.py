@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -240,26 +241,28 @@ def bench_finetune(size: tuple[int, int] = (1280, 720), seconds: float = 4, inpu
     timed from the pairs to the kept model. Prints `fine_tune_seconds: S` and `it_per_s: R`.
     The row's `frames` are training steps, so its `fps` is iterations/s."""
     from ..config import validate_config
+    from ..settings import Settings
 
     out = out or sys.stdout
-    cfg = validate_config(config or {})
+    raw = copy.deepcopy(config or {})
     if steps is not None:
-        cfg["fine_tune"]["steps"] = steps
+        raw["fine_tune"] = {**raw.get("fine_tune", {}), "steps": steps}
     if scale is not None:
-        cfg["scale"] = scale
+        raw["scale"] = scale
+    cfg = validate_config(raw)
+    s = Settings.from_dict(cfg)
     dev = _resolve_device(device)
     with _source_clip(input, size, seconds) as (tmp, src, meta):
         spec = {"kind": "finetune", "input": str(src), "workdir": str(tmp), "config": cfg, "device": dev,
                 "threads": threads}
         result = measure(spec, isolate)
-        row = _row_from(result, "finetune", f"fine_tune_{cfg['fine_tune']['pairs']}",
-                        size_text(meta.width, meta.height),
-                        cfg["scale"], dev)
-        row.note += (f"; {cfg['model']['arch']} {cfg['model']['channels']}x{cfg['model']['blocks']}, batch "
-                     f"{cfg['fine_tune']['batch_size']}, patch {cfg['fine_tune']['patch']}, {cfg['extract']['frames']} "
-                     f"frames; kept {result['kept']}; training alone {result['train_seconds']:.1f} s")
-    print_table([row], out, title=f"finetune: {size_text(meta.width, meta.height)} ×{cfg['scale']}, "
-                                  f"{cfg['fine_tune']['steps']} steps in {cfg['fine_tune']['rounds']} round(s)")
+        row = _row_from(result, "finetune", f"fine_tune_{s.fine_tune.pairs}", size_text(meta.width, meta.height),
+                        s.scale, dev)
+        row.note += (f"; {s.model.arch} {s.model.channels}x{s.model.blocks}, batch {s.fine_tune.batch_size}, patch "
+                     f"{s.fine_tune.patch}, {s.extract.frames} frames; kept {result['kept']}; training alone "
+                     f"{result['train_seconds']:.1f} s")
+    print_table([row], out, title=f"finetune: {size_text(meta.width, meta.height)} ×{s.scale}, "
+                                  f"{s.fine_tune.steps} steps in {s.fine_tune.rounds} round(s)")
     if not result["frames"]:
         print(f"warning: no training step ran ({result['reason']}); raise extract.frames or val_fraction", file=out)
     print(f"fine_tune_seconds: {row.seconds:.1f}", file=out)

@@ -254,11 +254,11 @@ def _work_finetune(spec: dict) -> dict:
     from ..pipeline import run_video
 
     cfg, work = spec["config"], Path(spec["workdir"])
-    settings = {**full_video_settings(cfg, {"id": "bench", "mode": "enhance"}), "device": spec["device"]}
-    scale, dev = cfg["scale"], pick_device(spec["device"])
-    kwargs = arch_kwargs(cfg["model"])
+    settings = full_video_settings(cfg, {"id": "bench", "mode": "enhance"}).replace(device=spec["device"])
+    scale, dev = settings.scale, pick_device(spec["device"])
+    kwargs = arch_kwargs(settings.model)
     torch.manual_seed(0)
-    arch = cfg["model"]["arch"]
+    arch = settings.model.arch
     save_model(build_model(arch, scale, **kwargs), work / "fresh.pt", arch, scale, kwargs)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
