@@ -83,6 +83,9 @@ def test_every_schema_key_is_in_the_config_reference():
             if f"`{name}`" in text or (key and any(f"`{section}." in line and f"`.{key}`" in line for line in lines)):
                 continue
             missing.append(name)
+        for key, sub in (spec.get("properties") or {}).items():  # one level deeper: pretrain.motion.shift
+            nested = [f"{section}.{key}.{k}" for k in sub.get("properties") or []]
+            missing += [name for name in nested if f"`{name}`" not in text]
     assert not missing, f"keys missing from config/README.md: {missing}"
 
 
@@ -119,3 +122,19 @@ def test_typed_settings_have_exactly_the_schemas_keys_and_no_defaults_of_their_o
         settings.fine_tune.replace(lr=-1)  # a changed copy is validated like a config file
     with pytest.raises(ValueError, match="differ from the schema"):
         SECTIONS["fine_tune"].from_dict({"lr": 0.1})  # only whole, validated sections
+
+
+def test_every_shipped_config_validates_alone_and_the_overlays_on_their_base():
+    import yaml
+
+    def read(name):
+        return yaml.safe_load((REPO / "config" / name).read_text())
+
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        validate_config(read(path.name))
+    for scale in (2, 4):
+        base, overlay = read(f"benchmark_x{scale}.yaml"), read(f"benchmark_temporal_x{scale}.yaml")
+        merged = {k: {**base.get(k, {}), **v} if isinstance(v, dict) else v for k, v in overlay.items()}
+        cfg = validate_config({**base, **merged})
+        assert (cfg["scale"], cfg["model"]["arch"], cfg["model"]["channels"]) == (scale, "temporal", 64)
+        assert cfg["results"] != base["results"]

@@ -53,3 +53,14 @@ def test_identical_frames_keep_means_and_the_guard_finite():
     signal = gain_signal(np.array([s["psnr_y"] for s in base]), np.array([s["psnr_y"] for s in tuned]), np.arange(3))
     assert np.isfinite(signal.gain_db) and np.isfinite(signal.stderr_db) and signal.gain_db > 0
     assert Rule("frame", 0.0, 0.0, None).decide({"frame": signal})[0]
+
+
+def test_flicker_follows_the_reference_motion_and_sees_frame_to_frame_noise():
+    from videnhance.metrics import flicker
+
+    picture = photo("coffee")[:96, :128]
+    clip = np.stack([np.roll(picture, k, axis=1) for k in range(4)])  # moving 1 px a frame
+    noisy = np.clip(clip + np.random.default_rng(0).normal(0, 5, clip.shape), 0, 255).astype(np.uint8)
+    frozen = np.repeat(clip[:1], 4, axis=0)  # an output that ignores the motion
+    assert flicker(clip, clip) < 0.3  # steady: the reference's own motion explains the change
+    assert flicker(noisy, clip) > 2.5 and flicker(frozen, clip) > 2 * flicker(clip, clip)

@@ -8,7 +8,9 @@ from videnhance.report import write_report
 
 def _scores(path, video, protocol, offsets):
     rows = [{"video": video, "protocol": protocol, "frame": f, "method": m, "psnr_y": 30 + off + 0.1 * f,
-             "ssim_y": 0.9, "psnr_rgb": 29 + off} for f in range(4) for m, off in offsets.items()]
+             "ssim_y": 0.9, "psnr_rgb": 29 + off,
+             "flicker": float("nan") if protocol != "ground truth" or f == 0 else 1 + off / 10}
+            for f in range(4) for m, off in offsets.items()]
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
@@ -31,5 +33,7 @@ def test_report_tables_and_plots(tmp_path):
     md = (out / "s.md").read_text()
     assert "| a | ground truth | 2 | 4 |" in md and "+0.50 dB" in md and "Y of BT.601" in md
     assert "fine_tuned (+0.432 ± 0.050, near_scale)" in md  # which signal decided, and by how much
+    assert "| 1.00 / 1.15 / 1.20 |" in md and "| – / – / – |" in md  # flicker: benchmark rows only
+    assert np.isclose(row.milestone_flicker, 1.15)
     assert (row.guard_signal, row.guard_gain_db) == ("near_scale", 0.4321)
     assert (out / "f.png").read_bytes()[:4] == b"\x89PNG" and (out / "g.png").stat().st_size > 1000

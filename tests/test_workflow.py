@@ -13,7 +13,14 @@ import pytest
 from videnhance.io import probe
 
 from .helpers import make_clip, shared_data
-from .workflow_helpers import TINY_CONFIG, planned_jobs, snakemake, stream_seconds, write_workdir
+from .workflow_helpers import (
+    TINY_CONFIG,
+    assert_ground_truth_only_through_degrade_gt,
+    planned_jobs,
+    snakemake,
+    stream_seconds,
+    write_workdir,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -133,32 +140,7 @@ def test_adding_a_video_runs_only_its_jobs(run):
 def test_ground_truth_never_reaches_fine_tuning(run):
     """From the job graph: remove degrade_gt's edges and no ground-truth file is upstream of any
     fine-tuned model; with them, degrade_gt is the only way through."""
-    table = snakemake(run, "--detailed-summary", "--forceall").stdout
-    rows = [line.split("\t") for line in table.splitlines()[1:] if "\t" in line]
-    producers = {out: (rule, [i for i in inputs.split(",") if i]) for out, _, rule, _, inputs, *_ in rows}
-    ground_truth = {str(Path(p)) for v, p, m in ROWS if m == "benchmark"}
-
-    def upstream(file: str, skip_rule: str | None) -> set[str]:
-        seen, stack = set(), [file]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            rule, inputs = producers.get(current, (None, []))
-            if rule != skip_rule:
-                stack.extend(inputs)
-        return seen
-
-    for vid, _, mode in ROWS:
-        model = f"results/{vid}/model.pt"
-        assert producers[model][0] == "fine_tune"
-        files = {str(Path(f)) for f in upstream(model, None)}
-        if mode == "benchmark":
-            assert files & ground_truth, "sanity: the degraded input does come from the ground truth"
-        assert not {str(Path(f)) for f in upstream(model, "degrade_gt")} & ground_truth, vid
-        fine_tune_inputs = producers[model][1]
-        assert not {str(Path(f)) for f in fine_tune_inputs} & ground_truth
+    assert_ground_truth_only_through_degrade_gt(run, ROWS)
 
 
 def test_a_broken_video_fails_alone_with_a_clear_message(run, tmp_path):

@@ -66,3 +66,32 @@ def stream_seconds(path: Path, kind: str) -> float:
             start = packet.pts if start is None else min(start, packet.pts)
             end = max(end, packet.pts + (packet.duration or 0))
         return float((end - (start or 0)) * stream.time_base)
+
+
+def assert_ground_truth_only_through_degrade_gt(workdir: Path, rows: list[tuple[str, str, str]]) -> None:
+    """From the job graph: remove degrade_gt's edges and no ground-truth file is upstream of any
+    video's model (so of pretraining or fine-tuning); with them, degrade_gt is the only way through."""
+    table = snakemake(workdir, "--detailed-summary", "--forceall").stdout
+    lines = [line.split("\t") for line in table.splitlines()[1:] if "\t" in line]
+    producers = {out: (rule, [i for i in inputs.split(",") if i]) for out, _, rule, _, inputs, *_ in lines}
+    ground_truth = {str(Path(p)) for v, p, m in rows if m == "benchmark"}
+
+    def upstream(file: str, skip_rule: str | None) -> set[str]:
+        seen, stack = set(), [file]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            rule, inputs = producers.get(current, (None, []))
+            if rule != skip_rule:
+                stack.extend(inputs)
+        return {str(Path(f)) for f in seen}
+
+    for vid, _, mode in rows:
+        model = f"results/{vid}/model.pt"
+        assert producers[model][0] == "fine_tune"
+        if mode == "benchmark":
+            assert upstream(model, None) & ground_truth, "sanity: the degraded input does come from the ground truth"
+        assert not upstream(model, "degrade_gt") & ground_truth, vid
+        assert not {str(Path(f)) for f in producers[model][1]} & ground_truth

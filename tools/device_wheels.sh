@@ -3,15 +3,17 @@
 # videnhance from source (see tools/gpu_check.sh):
 #   .whl/    Python 3.12 wheels of fastai & co., PyAV and jsonschema (about 37 MB), at the versions
 #            this checkout's .venv has, so both machines run the same library code;
-#   .ffbin/  imageio-ffmpeg's static ffmpeg, xz-compressed (about 48 MB; the wheel is 68 MB).
-# Both folders are git-ignored (.git/info/exclude). Together they exceed the device tool's 64 MiB
-# per call, so carry them in two calls on the same warm machine: the first carries .whl and runs
-# `bash tools/gpu_check.sh --install`; the second carries .ffbin and runs `bash tools/gpu_check.sh`.
+#   .ffbin/  imageio-ffmpeg's static ffmpeg, xz-compressed (about 48 MB; the wheel is 68 MB);
+#   .cvwhl/  OpenCV (headless), for the temporal model's DIS flow (about 58 MB).
+# The folders are git-ignored (.git/info/exclude). Together they exceed the device tool's 64 MiB
+# per call, so carry them in separate calls on the same warm machine: .whl with
+# `bash tools/gpu_check.sh --install`, then .cvwhl with the same, then .ffbin with
+# `bash tools/gpu_check.sh`. (Without .cvwhl, everything but `model.align: dis` runs.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-for d in /.whl/ /.ffbin/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
-rm -rf .whl && mkdir -p .whl .ffbin  # one version of each package: two would stop the install there
+for d in /.whl/ /.ffbin/ /.cvwhl/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
+rm -rf .whl .cvwhl && mkdir -p .whl .ffbin .cvwhl  # one version of each package: two would stop the install
 PKGS="fastai fastcore fasttransform fastprogress fastdownload plum-dispatch beartype av jsonschema
       jsonschema-specifications referencing rpds-py"
 for p in $PKGS; do
@@ -21,6 +23,9 @@ for p in $PKGS; do
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux1_x86_64 -d .whl "$p==$v"
 done
+v=$($PY -m pip show opencv-python-headless | awk '/^Version:/{print $2}')
+$PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .cvwhl "opencv-python-headless==$v"
 ff=$($PY -c "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())")
 [ -s .ffbin/ffmpeg.xz ] || xz -9 -T0 -c "$ff" > .ffbin/ffmpeg.xz
-du -sh .whl .ffbin
+du -sh .whl .ffbin .cvwhl

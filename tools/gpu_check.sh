@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 if ls .whl/*.whl >/dev/null 2>&1 && [ ! -d /tmp/site/fastai ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
+if ls .cvwhl/*.whl >/dev/null 2>&1 && [ ! -d /tmp/site/cv2 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .cvwhl/*.whl || exit 1
+fi
 [ "${1:-}" = "--install" ] && { echo "installed into /tmp/site"; exit 0; }
 quick=0
 [ "${1:-}" = "--quick" ] && { quick=1; shift; }
@@ -42,6 +45,8 @@ step tests pytest.log python3 -m pytest -q -p no:cacheprovider tests/test_device
 bench() { step "bench $*" bench.log python3 -m videnhance.bench "$@" --csv "$out/bench.csv"; }
 if [ $quick = 1 ]; then bench model --device cuda --seconds 10; else bench model --device cuda --compile both --seconds 10; fi
 bench infer --device cuda --size 960x540 --scale 4 --seconds 5
+bench model --device cuda --model temporal --size 960x540 --scale 4 --seconds 10   # issue 15: 540p ×4, model only
+bench infer --device cuda --model temporal --size 960x540 --scale 4 --seconds 5    # ... and end to end
 bench infer --device cuda --size 1280x720 --scale 2 --seconds 5
 bench finetune --device cuda --size 1280x720
 bench memory --device cuda --size 960x540 --scale 4 --seconds 2

@@ -32,10 +32,14 @@ class Arch:
         name: the `model.arch` value.
         builder: the network class or factory, called as `builder(scale=…, **kwargs)`, or its
             "module:attribute" path. The module it builds maps RGB in [0, 1], (n, 3, h, w), to
-            (n, 3, h·scale, w·scale) and has a `scale` attribute.
+            (n, 3, h·scale, w·scale) and has a `scale` attribute; a multi-frame one takes windows
+            (n, T, 3, h, w), centre frame at T // 2, has a `frames_in` attribute (T), and the
+            single-frame srresnet it is built around as `single` (pretrained first, and the
+            guard's third choice).
         config_keys: the `model.<key>` settings that become the builder's keyword arguments.
         scales: the scales it can be built for.
-        frames_in: input frames per output frame (1: a single-image network).
+        frames_in: input frames per output frame (1: a single-image network), or a function of
+            the builder's keyword arguments when a config key sets it.
         multiple_of: input sides must be multiples of this (1: any size).
         bf16: it may run under bfloat16 autocast on CUDA.
         residual: it predicts a residual over the bicubic upscale, so a zero-initialised tail is
@@ -47,7 +51,7 @@ class Arch:
     builder: str | Callable[..., Any]
     config_keys: tuple[str, ...]
     scales: tuple[int, ...]
-    frames_in: int = 1
+    frames_in: int | Callable[[dict], int] = 1
     multiple_of: int = 1
     bf16: bool = True
     residual: bool = True
@@ -62,6 +66,10 @@ class Arch:
             module, _, attr = builder.partition(":")
             builder = getattr(importlib.import_module(module), attr)
         return builder(scale=scale, **kwargs)
+
+    def frames(self, kwargs: dict) -> int:
+        """Input frames per output frame of this architecture built with `kwargs`."""
+        return self.frames_in(kwargs) if callable(self.frames_in) else self.frames_in
 
     def kwargs_from(self, model: Model) -> dict:
         """The builder's keyword arguments from the `model` settings."""
@@ -91,5 +99,10 @@ def get_arch(name: str) -> Arch:
 
 register(Arch("srresnet", "videnhance.models:SRResNet", ("channels", "blocks"), scales=(1, 2, 3, 4, 8),
               description="EDSR-like residual blocks in low-resolution space, pixel shuffle, residual over bicubic"))
+register(Arch("temporal", "videnhance.temporal:TemporalSR",
+              ("channels", "blocks", "radius", "align", "fuse_channels", "fuse_blocks"), scales=(1, 2, 3, 4, 8),
+              frames_in=lambda kwargs: 2 * kwargs["radius"] + 1,
+              description="srresnet plus a zero-initialised branch fusing 2·radius neighbouring frames, aligned by "
+                          "optical flow (align: dis) or not (none)"))
 register(Arch("unet", "videnhance.models:UNetSR", ("encoder",), scales=(1, 2, 3, 4, 8),
               description="the seed's fastai U-Net (resnet encoder, random init) on the bicubic upscale"))

@@ -34,9 +34,25 @@ def base_model_path(settings: Settings) -> Path:
     return cache_dir() / "base" / f"{settings.model.arch}_x{settings.scale}_{key}.pt"
 
 
-def seconds_per_step(settings: Settings, repeats: int = 3) -> float:
-    """Wall seconds of one pretraining step of these settings on their device (the fastest of a
-    few timed steps of random data; the first, which warms up, is not counted)."""
+def pretrain_seconds(settings: Settings) -> float:
+    """An estimate of the whole pretraining from timed steps: `pretrain.steps` of the network (of
+    its single-frame part, for a multi-frame one) and, for a multi-frame one, `temporal_steps`."""
+    from .archs import get_arch
+    from .models import arch_kwargs, build_model
+
+    kwargs = arch_kwargs(settings.model)
+    model = build_model(settings.model.arch, settings.scale, **kwargs)
+    frames_in = get_arch(settings.model.arch).frames(kwargs)
+    if frames_in == 1:
+        return settings.pretrain.steps * seconds_per_step(settings, model)
+    return (settings.pretrain.steps * seconds_per_step(settings, model.single)
+            + settings.pretrain.temporal_steps * seconds_per_step(settings, model, frames_in))
+
+
+def seconds_per_step(settings: Settings, model=None, frames_in: int = 1, repeats: int = 3) -> float:
+    """Wall seconds of one pretraining step of `model` (default: the configured network) on the
+    configured device (the fastest of a few timed steps of random data, windows of `frames_in`
+    frames for a multi-frame model; the first, which warms up, is not counted)."""
     import torch
     import torch.nn.functional as F
 
@@ -45,9 +61,12 @@ def seconds_per_step(settings: Settings, repeats: int = 3) -> float:
 
     dev = pick_device(settings.device)
     cfg, scale = settings.pretrain, settings.scale
-    model = build_model(settings.model.arch, scale, **arch_kwargs(settings.model)).to(dev)
+    if model is None:
+        model = build_model(settings.model.arch, scale, **arch_kwargs(settings.model))
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters())
-    x = torch.rand(cfg.batch_size, 3, cfg.patch, cfg.patch, device=dev)
+    window = (frames_in,) if frames_in > 1 else ()
+    x = torch.rand(cfg.batch_size, *window, 3, cfg.patch, cfg.patch, device=dev)
     y = torch.rand(cfg.batch_size, 3, cfg.patch * scale, cfg.patch * scale, device=dev)
     times = []
     for _ in range(repeats + 1):
@@ -71,7 +90,7 @@ def cached_base_model(settings: Settings, rebuild: bool = False) -> Path:
         log.info("base model from the cache: %s", path)
         return path
     steps = settings.pretrain.steps
-    estimate = steps * seconds_per_step(settings)
+    estimate = pretrain_seconds(settings)
     log.info("pretraining a ×%d base model (%s, %d steps on %s): about %s, from a timed step. It is kept in %s "
              "for later runs (--rebuild-base trains it again; --checkpoint uses your own).", settings.scale,
              settings.model.arch, steps, pick_device(settings.device), _duration(estimate), path)

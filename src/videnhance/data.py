@@ -60,16 +60,21 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def save_pairs(path: str | Path, lr: np.ndarray, hr: np.ndarray, is_val: np.ndarray, indices: np.ndarray) -> None:
+def save_pairs(path: str | Path, lr: np.ndarray, hr: np.ndarray, is_val: np.ndarray, indices: np.ndarray,
+               **extra: np.ndarray) -> None:
+    """Training pairs in one .npz: `lr` inputs (or windows), `hr` targets, which are held out, the
+    frame each came from, and `extra` arrays (`hr_window`: a multi-frame model's windows)."""
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, lr=lr, hr=hr, is_val=is_val, indices=indices)
+            np.savez(f, lr=lr, hr=hr, is_val=is_val, indices=indices, **extra)
 
 
 class PatchBatches:
     """An iterable of (lr, hr) float batches cut at random from in-memory uint8 pairs.
 
-    `lr_images[i]` and `hr_images[i]` are (h, w, 3) and (h·scale, w·scale, 3) uint8 arrays.
+    `lr_images[i]` and `hr_images[i]` are (h, w, 3) and (h·scale, w·scale, 3) uint8 arrays; for a
+    multi-frame model `lr_images[i]` is a window (T, h, w, 3) around the frame `hr_images[i]`
+    shows, and every frame of the window is cut at the same place.
     Each epoch yields `steps` batches of `batch_size` random patches with random flips and
     90° rotations; the generator is seeded so runs repeat exactly on CPU.
     """
@@ -81,7 +86,7 @@ class PatchBatches:
             raise ValueError("no training pairs")
         self.scale, self.batch_size, self.steps, self.augment = scale, batch_size, steps, augment
         self.device = torch.device(device)
-        smallest = min(min(im.shape[:2]) for im in lr_images)
+        smallest = min(min(im.shape[-3:-1]) for im in lr_images)
         self.patch = min(patch, smallest)
         self.lr = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in lr_images]  # HWC uint8
         self.hr = [torch.from_numpy(np.ascontiguousarray(im)).to(self.device) for im in hr_images]
@@ -99,8 +104,8 @@ class PatchBatches:
         for _ in range(self.batch_size):
             i = self._randint(len(self.lr))
             lr, hr = self.lr[i], self.hr[i]
-            y, x = self._randint(lr.shape[0] - p + 1), self._randint(lr.shape[1] - p + 1)
-            lrs.append(lr[y : y + p, x : x + p])
+            y, x = self._randint(lr.shape[-3] - p + 1), self._randint(lr.shape[-2] - p + 1)
+            lrs.append(lr[..., y : y + p, x : x + p, :])
             hrs.append(hr[y * s : (y + p) * s, x * s : (x + p) * s])
         lr_b, hr_b = to_float(torch.stack(lrs)), to_float(torch.stack(hrs))
         if self.augment:

@@ -75,6 +75,11 @@ def crop_to_multiple(frames: np.ndarray, multiple: int) -> np.ndarray:
     return frames[..., : h - h % multiple, : w - w % multiple, :]
 
 
+def centre(image: np.ndarray) -> np.ndarray:
+    """The centre frame of a window (T, H, W, 3); an image (H, W, 3) as it is."""
+    return image[len(image) // 2] if image.ndim == 4 else image
+
+
 @dataclass(frozen=True)
 class DegradeChain:
     """The training-pair degradation (config key `degrade`), applied per image with its own RNG.
@@ -100,6 +105,14 @@ class DegradeChain:
         """The chain of the schema's `degrade` defaults (bicubic only) with `overrides`."""
         return cls.from_settings(Degrade.defaults(**overrides))
 
+    def apply_window(self, frames: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+        """Degrade a window of frames (T, H, W, 3) as one camera would: the same drawn blur,
+        kernel, noise level and JPEG quality on every frame. A single image (H, W, 3) is `apply`."""
+        if frames.ndim == 3:
+            return self.apply(frames, scale, rng)
+        seed = int(rng.integers(2**31))
+        return np.stack([self.apply(frame, scale, np.random.default_rng(seed)) for frame in frames])
+
     def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         """Degrade one uint8 (H, W, 3) image whose sides are multiples of `scale`."""
         h, w, _ = image.shape
@@ -121,13 +134,16 @@ class DegradeChain:
 
 def shrink_and_crop(image: np.ndarray, factor: float, scale: int, crop: int, rng: np.random.Generator) -> np.ndarray:
     """`image` resized by `factor` (sides rounded down to multiples of `scale`), then a crop of at
-    most `crop` px a side (multiples of `scale`) at a place drawn from `rng`: a near-scale target."""
-    h, w = image.shape[:2]
+    most `crop` px a side (multiples of `scale`) at a place drawn from `rng`: a near-scale target.
+    A window of frames (T, H, W, 3) is shrunk and cut the same way, frame by frame."""
+    h, w = image.shape[-3:-1]
     th, tw = max(scale, int(h * factor) // scale * scale), max(scale, int(w * factor) // scale * scale)
-    target = resize(image[None], (th, tw))[0] if (th, tw) != (h, w) else image
+    batch = image if image.ndim == 4 else image[None]
+    target = resize(batch, (th, tw)) if (th, tw) != (h, w) else batch
     ch, cw = min(crop, th) // scale * scale, min(crop, tw) // scale * scale
     y, x = int(rng.integers(0, th - ch + 1)), int(rng.integers(0, tw - cw + 1))
-    return np.ascontiguousarray(target[y : y + ch, x : x + cw])
+    target = np.ascontiguousarray(target[:, y : y + ch, x : x + cw])
+    return target if image.ndim == 4 else target[0]
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Per-frame scores of bicubic, the base model ("milestone") and the fine-tuned model.
 
 Benchmark mode scores the three outputs against the ground truth video (streamed in lockstep,
-memory flat in length). Enhance mode has no ground truth: it scores the held-out validation
-frames of the video itself (degraded frame → model → frame), the self-supervised protocol.
+memory flat in length), and how much each flickers: `metrics.warp_error` between each frame and
+the one before it, under the ground truth's own motion. Enhance mode has no ground truth: it
+scores the held-out validation frames of the video itself (degraded frame → model → frame), the
+self-supervised protocol.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from .data import load_npz
 from .degrade import crop_to_multiple
 from .infer import pick_device, run_model
 from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
-from .metrics import psnr, rgb_to_y, score_frame
+from .metrics import flow_between, psnr, rgb_to_y, score_frame, warp_error
 from .models import load_model
 
 log = logging.getLogger(__name__)
 METHODS = ("bicubic", "milestone", "fine_tuned")
-COLUMNS = ["video", "protocol", "frame", "method", "psnr_y", "ssim_y", "psnr_rgb"]
+COLUMNS = ["video", "protocol", "frame", "method", "psnr_y", "ssim_y", "psnr_rgb", "flicker"]
 
 
 def _write(rows: list[dict], out_csv: str | Path) -> pd.DataFrame:
@@ -78,12 +80,18 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
         raise VideoError(f"frame counts differ, cannot score {video_id}: {counts}")
     rows, frame = [], 0
     best_gain, panels = -float("inf"), {}  # the frame for crops.png, kept during the one decoding pass
+    previous = None  # the frame before (ground truth, outputs), for the flicker measure
     for gt, lr, ms, ft in zip(*readers, strict=True):
         gt = crop_to_multiple(gt, scale)
         bicubic = run_model(None, lr, gt.shape[1:3])
         for i in range(len(gt)):
             outputs = (bicubic[i], ms[i], ft[i])
             scores = {m: score_frame(gt[i], out, border) for m, out in zip(METHODS, outputs, strict=True)}
+            flow = flow_between(previous[0], gt[i]) if previous is not None else None
+            for k, m in enumerate(METHODS):
+                scores[m]["flicker"] = (warp_error(previous[k + 1], outputs[k], previous[0], gt[i], flow)
+                                        if previous is not None else float("nan"))
+            previous = (gt[i].copy(), *(out.copy() for out in outputs))
             rows += [{"video": video_id, "protocol": "ground truth", "frame": frame, "method": m, **scores[m]}
                      for m in METHODS]
             gain = scores["fine_tuned"]["psnr_y"] - scores["bicubic"]["psnr_y"]
@@ -131,5 +139,6 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
 
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     """Per video and method: mean of the per-frame scores."""
-    return (scores.groupby(["video", "protocol", "method"], sort=False)[["psnr_y", "ssim_y", "psnr_rgb"]]
+    scores = scores.reindex(columns=COLUMNS)  # scores written before the flicker column have it empty
+    return (scores.groupby(["video", "protocol", "method"], sort=False)[["psnr_y", "ssim_y", "psnr_rgb", "flicker"]]
             .mean().reset_index())

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .degrade import DegradeChain, shrink_and_crop
-from .infer import run_model
+from .degrade import DegradeChain, centre, shrink_and_crop
+from .infer import run_model, teacher_outputs
 from .metrics import psnr, rgb_to_y
 from .settings import FineTune
 
@@ -64,12 +64,12 @@ def near_scale_set(base: nn.Module, frames: np.ndarray, scale: int, chain: Degra
     rng = np.random.default_rng(seed)
     factors = np.linspace(shrink[0], shrink[1], per_frame) if per_frame > 1 else [float(np.mean(shrink))]
     lrs, hrs, group = [], [], []
-    for i, frame in enumerate(frames):
-        out = run_model(base, frame[None], device=device, batch_size=1)[0]
+    for i, frame in enumerate(frames):  # a frame, or a window of frames around it (multi-frame model)
+        out = teacher_outputs(base, frame[None], device=device, batch_size=1)[0]
         for factor in factors:
             target = shrink_and_crop(out, float(factor), scale, crop, rng)
-            lrs.append(chain.apply(target, scale, rng))
-            hrs.append(target)
+            lrs.append(chain.apply_window(target, scale, rng))
+            hrs.append(centre(target))
             group.append(i)
     return HeldOutSet(lrs, hrs, np.array(group))
 
@@ -105,8 +105,10 @@ class Judge:
     def mean_psnr(self, scores: dict[str, np.ndarray]) -> dict[str, float]:
         return {name: float(s.mean()) for name, s in scores.items()}
 
-    def signals(self, scores: dict[str, np.ndarray]) -> dict[str, Signal]:
-        return {name: gain_signal(self.base_scores[name], scores[name], held.group) for name, held in self.sets.items()}
+    def signals(self, scores: dict[str, np.ndarray], against: dict[str, np.ndarray] | None = None) -> dict[str, Signal]:
+        """The gain of a model with these `scores` over the base (or over the model scored `against`)."""
+        reference = self.base_scores if against is None else against
+        return {name: gain_signal(reference[name], scores[name], held.group) for name, held in self.sets.items()}
 
 
 def gain_signal(base: np.ndarray, scores: np.ndarray, group: np.ndarray) -> Signal:

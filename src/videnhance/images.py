@@ -108,7 +108,9 @@ def evaluate_image_set(model_path: str | Path | None, hr_dir: str | Path, lr_dir
     files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ImageSetError(f"{hr_dir}: no images ({sorted(IMAGE_SUFFIXES)})")
-    model = load_model(model_path, scale=scale).module if model_path is not None else None
+    loaded = load_model(model_path, scale=scale) if model_path is not None else None
+    model = loaded.module if loaded is not None else None
+    frames_in = loaded.frames_in if loaded is not None else 1  # a multi-frame model sees a still scene
     device = pick_device(device)
 
     rows = []
@@ -116,7 +118,8 @@ def evaluate_image_set(model_path: str | Path | None, hr_dir: str | Path, lr_dir
         hr, lr, lr_source = load_pair(path, lr_dir, scale)
         outputs = {"bicubic": run_model(None, lr[None], hr.shape[:2])[0]}
         if model is not None:
-            outputs["model"] = run_model(model, lr[None], device=device, batch_size=1, tile=tile)[0]
+            frames = lr[None] if frames_in == 1 else np.repeat(lr[None, None], frames_in, axis=1)
+            outputs["model"] = run_model(model, frames, device=device, batch_size=1, tile=tile)[0]
         for method, output in outputs.items():
             rows.append({"set": name, "image": path.stem, "method": method, "scale": scale, "border": border,
                          "lr_source": lr_source, **score_frame(hr, output, border)})

@@ -78,14 +78,14 @@ def _forward(model: nn.Module | None, x: torch.Tensor, scale: int, size: tuple[i
 def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int, bf16: bool = True) -> torch.Tensor:
     """Run `model` on overlapping tiles of `x` and keep each tile's centre; the seams fall inside
     overlaps, where the receptive field is complete on both sides."""
-    n, c, h, w = x.shape
-    out = x.new_empty(n, c, h * scale, w * scale)
+    n, h, w = x.shape[0], *x.shape[-2:]
+    out = x.new_empty(n, 3, h * scale, w * scale)
     step = max(1, tile - 2 * overlap)
     for y0 in range(0, h, step):
         for x0 in range(0, w, step):
             ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
             yb, xb = min(h, y0 + step + overlap), min(w, x0 + step + overlap)
-            piece = _forward(model, x[:, :, ya:yb, xa:xb], scale, ((yb - ya) * scale, (xb - xa) * scale), bf16)
+            piece = _forward(model, x[..., ya:yb, xa:xb], scale, ((yb - ya) * scale, (xb - xa) * scale), bf16)
             ye, xe = min(h, y0 + step), min(w, x0 + step)
             out[:, :, y0 * scale : ye * scale, x0 * scale : xe * scale] = piece[
                 :, :, (y0 - ya) * scale : (ye - ya) * scale, (x0 - xa) * scale : (xe - xa) * scale]
@@ -269,7 +269,9 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
     before = torch.cuda.memory_allocated(device)
     try:
         with torch.inference_mode():
-            _forward(model, torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last),
+            frames_in = getattr(model, "frames_in", 1)
+            x = torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last)
+            _forward(model, x if frames_in == 1 else windows_of(x.expand(frames_in, -1, -1, -1), frames_in // 2),
                      scale, (h * scale, w * scale))
         torch.cuda.synchronize(device)
     except Exception as err:  # noqa: BLE001 - one frame does not fit: InferPlan tiles it
@@ -285,23 +287,40 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
     return batch
 
 
+def windows_of(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Consecutive frames (m, 3, h, w) → the windows (m − 2·radius, 2·radius + 1, 3, h, w) of the
+    frames that have `radius` neighbours on each side: one copy on the model's device, made after
+    the upload, so each frame crosses the bus and the YUV conversion once, not 2·radius + 1 times."""
+    if radius == 0:
+        return x
+    n = len(x) - 2 * radius
+    return torch.stack([x[t : t + n] for t in range(2 * radius + 1)], 1)
+
+
 def _run_tensor(model: nn.Module | None, frames: np.ndarray, size: tuple[int, int], scale: int,
-                device: torch.device, plan: InferPlan, layout: Layout | None = None) -> torch.Tensor:
+                device: torch.device, plan: InferPlan, layout: Layout | None = None, radius: int = 0) -> torch.Tensor:
     """Integer frames → the output tensor on `device`, both in `layout` (default: uint8 RGB NHWC);
-    out-of-memory retries by `plan`."""
-    layout = layout or Layout(*frames.shape[1:3])
+    out-of-memory retries by `plan`. For a multi-frame model, either `frames` are consecutive and
+    the first and last `radius` of them are context only (one output per frame in between, from
+    the window around it), or they are windows already, (n, T, h, w, 3) uint8 RGB."""
+    windowed = frames.ndim == 5
+    layout = layout or Layout(*frames.shape[-3:-1])
     h, w = layout.height, layout.width
     pad = plan.pad_batches
     outs = []
-    start = 0
-    while start < len(frames):
-        chunk = frames[start : start + plan.batch_size]
-        n = len(chunk)
+    start, end = 0, len(frames) - 2 * radius
+    while start < end:
+        chunk = frames[start : start + plan.batch_size + 2 * radius]
+        n = len(chunk) - 2 * radius
         if pad and n < plan.batch_size:  # same shape as the others: no recompilation for the last batch
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], plan.batch_size - n, axis=0)])
         failed: BaseException | None = None
         try:
-            x = layout.to_model(chunk, device)
+            if windowed:
+                x = layout.to_model(chunk.reshape(-1, *chunk.shape[2:]), device)
+                x = x.unflatten(0, chunk.shape[:2]).contiguous()  # the layout `windows_of` gives
+            else:
+                x = windows_of(layout.to_model(chunk, device), radius)
             outs.append(layout.from_model(_model_call(model, x, scale, size, plan))[:n])
             start += n  # only a batch that came out whole moves on: no frame lost or repeated
         except Exception as err:  # noqa: BLE001 - filtered just below
@@ -324,23 +343,74 @@ def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, 
               overlap: int = 16, plan: InferPlan | None = None) -> np.ndarray:
     """uint8 (n, h, w, 3) → uint8 (n, h·s, w·s, 3). `model=None` gives bicubic to `out_size`.
 
+    Windows (n, T, h, w, 3) — one per output frame, centre at T // 2 — go to a multi-frame model
+    as they are; a single-frame model (or bicubic) gets their centre frames.
+
     The scale is the model's `scale` attribute, which every registered architecture's network has
     (`archs.Arch`). Out of (GPU) memory, a batch is retried smaller, then in tiles
     (see `InferPlan`); every frame comes out exactly once and in order. Pass one `plan` across
     calls to keep what worked.
     """
     device = torch.device(device)
-    scale = model.scale if model is not None else (out_size[0] // frames.shape[1] if out_size else 1)
+    frames_in = getattr(model, "frames_in", 1) if model is not None else 1
+    if frames.ndim == 5 and frames_in == 1:
+        frames = frames[:, frames.shape[1] // 2]
+    if frames_in > 1 and (frames.ndim != 5 or frames.shape[1] != frames_in):
+        raise ValueError(f"a {frames_in}-frame model takes windows (n, {frames_in}, h, w, 3), not {frames.shape}")
+    h, w = frames.shape[-3:-1]
+    scale = model.scale if model is not None else (out_size[0] // h if out_size else 1)
     if model is not None:
         model = model.to(device).eval()
-    h, w = frames.shape[1:3]
     size = out_size or (h * scale, w * scale)
     plan = plan or InferPlan(batch_size, tile, overlap)
     return _run_tensor(model, frames, size, scale, device, plan).cpu().numpy()
 
 
+def window_outputs(model: nn.Module, windows: np.ndarray, device: torch.device | str = "cpu",
+                   batch_size: int = 4) -> np.ndarray:
+    """The model's output for every frame of each window (n, T, h, w, 3) → (n, T, h·s, w·s, 3):
+    a multi-frame model sees each frame's own window inside the given one (its edge frames
+    repeated), a single-frame model each frame alone."""
+    n, t = windows.shape[:2]
+    radius = getattr(model, "frames_in", 1) // 2
+    outs = []
+    for k in range(t):
+        sub = windows[:, np.clip(np.arange(k - radius, k + radius + 1), 0, t - 1)] if radius else windows[:, k]
+        outs.append(run_model(model, sub, device=device, batch_size=batch_size))
+    return np.stack(outs, 1)
+
+
+def teacher_outputs(model: nn.Module, frames: np.ndarray, device: torch.device | str = "cpu",
+                    batch_size: int = 4) -> np.ndarray:
+    """The model's outputs for frames (n, h, w, 3), or for every frame of windows (n, T, h, w, 3)
+    (`window_outputs`): the material near-scale pairs are cut from."""
+    if frames.ndim == 5:
+        return window_outputs(model, frames, device, batch_size)
+    return run_model(model, frames, device=device, batch_size=batch_size)
+
+
+def with_context(batches, radius: int):
+    """Batches of consecutive frames → blocks of frames with `radius` frames of context on each
+    side (the first and last frame repeated at the video's ends), so that each frame is the centre
+    of exactly one window, in order. Holds at most one batch plus 2·radius frames."""
+    if radius == 0:
+        yield from batches
+        return
+    held = None  # frames not yet output, behind `radius` frames of past context
+    for batch in batches:
+        if not len(batch):
+            continue
+        held = np.concatenate([np.repeat(batch[:1], radius, 0) if held is None else held, batch])
+        ready = len(held) - 2 * radius
+        if ready > 0:
+            yield held
+            held = held[ready:]
+    if held is not None:
+        yield np.concatenate([held, np.repeat(held[-1:], radius, 0)])
+
+
 def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int, device: torch.device,
-            plan: InferPlan, layout: Layout | None = None):
+            plan: InferPlan, layout: Layout | None = None, radius: int = 0):
     """Model outputs (numpy, in `layout.write`'s format: uint8 RGB NHWC by default) for each input
     batch, in order.
 
@@ -351,7 +421,7 @@ def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int,
     pending = None
     with torch.inference_mode():
         for batch in batches:
-            out = _run_tensor(model, batch, size, scale, device, plan, layout)
+            out = _run_tensor(model, batch, size, scale, device, plan, layout, radius)
             if device.type == "cuda":
                 host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
                 host.copy_(out, non_blocking=True)
@@ -391,6 +461,7 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
         tune_cpu_allocator()
     meta = meta or probe(input_path)
     out_w, out_h = meta.width * scale, meta.height * scale
+    radius = getattr(model, "frames_in", 1) // 2 if model is not None else 0  # a multi-frame model's window
     model = prepare_model(model, dev, compile)
     if batch_size == "auto":
         batch_size = auto_batch_size(model, meta.height, meta.width, dev, scale) if not tile else CPU_BATCH
@@ -401,7 +472,7 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     bar = _progress(meta.frames, f"infer {Path(output_path).name}") if progress else None
     with FrameWriter(output_path, out_w, out_h, meta.fps, settings, pix_fmt=layout.write,
                      colour=layout.colour) as writer:
-        for out in _stream(model, reader, (out_h, out_w), scale, dev, plan, layout):
+        for out in _stream(model, with_context(reader, radius), (out_h, out_w), scale, dev, plan, layout, radius):
             writer.write(out)
             if bar is not None:
                 bar.update(len(out))

@@ -52,3 +52,39 @@ def score_frame(reference: np.ndarray, test: np.ndarray, border: int = 0) -> dic
         "ssim_y": ssim_y(ref_y, test_y, border),
         "psnr_rgb": psnr(reference, test, border),
     }
+
+
+
+def flow_between(reference_prev: np.ndarray, reference: np.ndarray):
+    """The reference's own motion from frame t-1 to frame t (OpenCV DIS), uint8 (H, W, 3) each:
+    what `warp_error` warps outputs with."""
+    from .temporal import dis_flow
+    from .tensors import frames_to_tensor
+
+    pair = frames_to_tensor(np.stack([reference_prev, reference]))
+    return dis_flow(pair[:1], pair[1:])
+
+
+def warp_error(output_prev: np.ndarray, output: np.ndarray, reference_prev: np.ndarray, reference: np.ndarray,
+               flow=None, tolerance: float = 4.0) -> float:
+    """Flicker between two consecutive output frames: the mean absolute Y difference (levels of
+    255) between output frame t-1 and output frame t warped back onto it by the reference's own
+    motion (`flow_between`), over the pixels where that warp explains the reference itself to
+    within `tolerance` levels (not occluded, not at a cut; NaN when there are none). Lower is
+    steadier. All uint8 (H, W, 3)."""
+    from .temporal import warp
+    from .tensors import frames_to_tensor, tensor_to_frames
+
+    flow = flow_between(reference_prev, reference) if flow is None else flow
+    back = tensor_to_frames(warp(frames_to_tensor(np.stack([reference, output])), flow.expand(2, -1, -1, -1)))
+    mask = np.abs(rgb_to_y(back[0]) - rgb_to_y(reference_prev)) < tolerance
+    if not mask.any():
+        return float("nan")
+    return float(np.abs(rgb_to_y(back[1]) - rgb_to_y(output_prev))[mask].mean())
+
+
+def flicker(output: np.ndarray, reference: np.ndarray, tolerance: float = 4.0) -> float:
+    """`warp_error` averaged over the consecutive frame pairs of a clip, uint8 (n, H, W, 3), n ≥ 2."""
+    errors = [warp_error(output[t - 1], output[t], reference[t - 1], reference[t], tolerance=tolerance)
+              for t in range(1, len(output))]
+    return float(np.nanmean(errors)) if errors and not np.isnan(errors).all() else float("nan")

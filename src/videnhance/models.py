@@ -109,6 +109,21 @@ class LoadedModel:
     provenance: dict
     source: Path
 
+    @property
+    def frames_in(self) -> int:
+        """Input frames per output frame (`archs.Arch.frames`)."""
+        return self.arch.frames(self.kwargs)
+
+    def single_frame(self) -> LoadedModel | None:
+        """The single-frame network a multi-frame one is built around (its `single`, as the Arch
+        contract names it), as a model of its own; None for a single-frame model."""
+        if self.frames_in == 1:
+            return None
+        arch = get_arch("srresnet")
+        kwargs = {key: self.kwargs[key] for key in arch.config_keys}
+        return LoadedModel(self.module.single, arch, self.scale, kwargs,
+                           {**self.provenance, "single_frame_of": self.arch.name}, self.source)
+
     def save(self, path: str | Path, provenance: dict, module: nn.Module | None = None) -> None:
         """Write `module` (default: this one) in our format, as this architecture and scale."""
         save_model(module if module is not None else self.module, path, self.arch.name, self.scale, self.kwargs,

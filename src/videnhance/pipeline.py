@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .archs import get_arch
 from .colour import HDR_TRANSFERS, bit_depth
 from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
-from .degrade import DegradeChain, crop_to_multiple, eval_degrade
+from .degrade import DegradeChain, centre, crop_to_multiple, eval_degrade
 from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, mux
 from .io import probe as probe_file
@@ -75,11 +76,19 @@ def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: S
 
 
 def extract(*, input_video: str | Path, frames: str | Path, settings: Settings, meta: str | Path | None = None) -> None:
-    """Sample `extract.frames` frames evenly (not every frame) and mark whole stretches for validation."""
+    """Sample `extract.frames` frames evenly (not every frame) and mark whole stretches for
+    validation. For a multi-frame model each sample is the window of frames around it (T, H, W, 3),
+    the video's first and last frames repeated beyond its ends."""
     count, val_fraction = settings.extract.frames, settings.extract.val_fraction
+    radius = get_arch(settings.model.arch).frames(arch_kwargs(settings.model)) // 2
     info = _input_meta(input_video, meta)
     indices = sample_indices(info.frames, count)
-    sampled = FrameReader(input_video, info).read_selected(indices)
+    if radius:
+        spans = np.clip(indices[:, None] + np.arange(-radius, radius + 1), 0, info.frames - 1)
+        wanted = np.unique(spans)
+        sampled = FrameReader(input_video, info).read_selected(wanted)[np.searchsorted(wanted, spans)]
+    else:
+        sampled = FrameReader(input_video, info).read_selected(indices)
     train_idx, val_idx = split_train_val(indices, val_fraction)
     is_val = np.isin(indices, val_idx)
     save_frames(frames, sampled, indices, is_val=is_val)
@@ -87,20 +96,24 @@ def extract(*, input_video: str | Path, frames: str | Path, settings: Settings, 
 
 
 def degrade(*, frames: str | Path, pairs: str | Path, settings: Settings) -> None:
-    """Training pairs: degraded(frame) → frame, seeded; validation frames get one copy."""
+    """Training pairs: degraded(frame) → frame, seeded; validation frames get one copy. For a
+    multi-frame model: degraded(window) → its centre frame, the whole window degraded alike, and
+    the full-resolution windows kept (`hr_window`) for the near-scale pairs."""
     scale, degrade_cfg = settings.scale, settings.degrade
     data = load_npz(frames)
     chain = DegradeChain.from_settings(degrade_cfg)
     rng = np.random.default_rng(degrade_cfg.seed)
     hr_all = crop_to_multiple(data["frames"], scale)
-    lrs, hrs, is_val, indices = [], [], [], []
+    lrs, hrs, is_val, indices, windows = [], [], [], [], []
     for frame, val, index in zip(hr_all, data["is_val"], data["indices"], strict=True):
         for _ in range(1 if val else degrade_cfg.copies):
-            lrs.append(chain.apply(frame, scale, rng))
-            hrs.append(frame)
+            lrs.append(chain.apply_window(frame, scale, rng))
+            hrs.append(centre(frame))
+            windows.append(frame)
             is_val.append(val)
             indices.append(index)
-    save_pairs(pairs, np.stack(lrs), np.stack(hrs), np.array(is_val), np.array(indices))
+    extra = {"hr_window": np.stack(windows)} if hr_all.ndim == 5 else {}
+    save_pairs(pairs, np.stack(lrs), np.stack(hrs), np.array(is_val), np.array(indices), **extra)
 
 
 def pretrain(*, model: str | Path, history: str | Path, settings: Settings) -> dict:

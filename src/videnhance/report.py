@@ -20,7 +20,11 @@ PROTOCOL = (
     "Benchmark mode: the input is the ground truth downscaled ({degradation}: {kernel}) and scored "
     "against it. Enhance mode has no ground truth: scores are on the video's own held-out frames "
     "(self-validation), degraded with the training chain. These are the frames the guard chose the "
-    "model on, so a self-validation gain reads a little high; benchmark rows are the unbiased measure."
+    "model on, so a self-validation gain reads a little high; benchmark rows are the unbiased measure. "
+    "Flicker (benchmark mode): the mean absolute Y difference, in levels of 255, between each output frame "
+    "and the next one warped back by the ground truth's own motion (OpenCV DIS flow), over the pixels where "
+    "that warp explains the ground truth itself to within 4 levels; lower is steadier. Enhance mode scores "
+    "sampled frames that are not consecutive, so it has none (–)."
 )
 KERNELS = {
     "BI": "torch bicubic with antialiasing, close to but not identical to MATLAB imresize",
@@ -40,9 +44,10 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
                   scales: dict[str, int]) -> pd.DataFrame:
     scores = pd.concat([pd.read_csv(f) for f in score_files], ignore_index=True)
     means = summarize(scores)
-    wide = means.pivot_table(index=["video", "protocol"], columns="method", values=["psnr_y", "ssim_y", "psnr_rgb"])
+    metrics = ("psnr_y", "ssim_y", "psnr_rgb", "flicker")
+    wide = means.pivot_table(index=["video", "protocol"], columns="method", values=list(metrics))
     wide.columns = [f"{method}_{metric}" for metric, method in wide.columns]
-    wide = wide.reset_index()
+    wide = wide.reindex(columns=[f"{m}_{k}" for k in metrics for m in METHODS]).reset_index()  # flicker may be all NaN
     verdicts = {}
     for f in verdict_files:
         verdicts[Path(f).parent.name] = json.loads(Path(f).read_text())
@@ -54,7 +59,7 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
     for column, (key, missing) in VERDICT_COLUMNS.items():  # a verdict without fine-tuning has no guard fields
         wide[column] = wide.video.map(lambda v, key=key, missing=missing: verdicts.get(v, {}).get(key, missing))
     order = ["video", "protocol", "scale", "frames"]
-    order += [f"{m}_{k}" for k in ("psnr_y", "ssim_y", "psnr_rgb") for m in METHODS]
+    order += [f"{m}_{k}" for k in metrics for m in METHODS]
     order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db",
               *VERDICT_COLUMNS]
     wide = wide[order]
@@ -70,19 +75,22 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
 
 def markdown_table(summary: pd.DataFrame) -> str:
     header = ("| video | protocol | × | frames | bicubic Y-PSNR / SSIM | milestone | fine-tuned | Δ vs bicubic | "
-              "Δ vs milestone | kept (held-out gain ± s.e., signal) | fine-tune s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|\n")
+              "Δ vs milestone | flicker: bicubic / milestone / fine-tuned | kept (held-out gain ± s.e., signal) | "
+              "fine-tune s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in summary.itertuples():
         scale = "" if pd.isna(r.scale) else f"{int(r.scale)}"
         secs = "" if pd.isna(r.fine_tune_seconds) else f"{r.fine_tune_seconds:.0f}"
         kept = r.kept if pd.isna(r.guard_gain_db) or not r.guard_signal else (
             f"{r.kept} ({r.guard_gain_db:+.3f} ± {r.guard_stderr_db:.3f}, {r.guard_signal})")
+        flicker = " / ".join("–" if pd.isna(v) else f"{v:.2f}"
+                             for v in (r.bicubic_flicker, r.milestone_flicker, r.fine_tuned_flicker))
         lines.append(
             f"| {r.video} | {r.protocol} | {scale} | {int(r.frames)} | "
             f"{r.bicubic_psnr_y:.2f} / {r.bicubic_ssim_y:.4f} | {r.milestone_psnr_y:.2f} / {r.milestone_ssim_y:.4f} | "
             f"{r.fine_tuned_psnr_y:.2f} / {r.fine_tuned_ssim_y:.4f} | "
-            f"{r.d_fine_tuned_vs_bicubic_db:+.2f} dB | {r.d_fine_tuned_vs_milestone_db:+.2f} dB | {kept} | {secs} |"
+            f"{r.d_fine_tuned_vs_bicubic_db:+.2f} dB | {r.d_fine_tuned_vs_milestone_db:+.2f} dB | {flicker} | {kept} | "
+            f"{secs} |"
         )
     return header + "\n".join(lines) + "\n"
 

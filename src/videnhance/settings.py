@@ -89,6 +89,10 @@ class Model(Section):
     channels: int
     blocks: int
     encoder: str
+    radius: int
+    align: str
+    fuse_channels: int
+    fuse_blocks: int
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ class Pretrain(Section):
     loss: dict[str, float | str | None]
     max_seconds: float | None
     seed: int
+    temporal_steps: int
+    temporal_lr: float
+    motion: dict[str, float]
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import torch
 
 
 def to_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (n, H, W, 3) tensor → float32 (n, 3, H, W) in [0, 1], on the same device."""
-    return frames.permute(0, 3, 1, 2).float().div_(255)
+    """uint8 (n, H, W, 3) tensor → float32 (n, 3, H, W) in [0, 1], on the same device; windows
+    (n, T, H, W, 3) → (n, T, 3, H, W)."""
+    return frames.movedim(-1, -3).float().div_(255)
 
 
 def to_uint8(images: torch.Tensor, inplace: bool = False) -> torch.Tensor:

@@ -23,13 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
+from .archs import get_arch
 from .data import FixedBatches, PatchBatches, load_npz
-from .degrade import DegradeChain, make_pairs, shrink_and_crop
+from .degrade import DegradeChain, centre, make_pairs, shrink_and_crop
 from .errors import ConfigError
 from .files import atomic_output, atomic_write_text
 from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
-from .infer import pick_device, run_model
-from .models import arch_kwargs, build_model, load_model, save_model
+from .infer import pick_device, teacher_outputs
+from .models import LoadedModel, arch_kwargs, build_model, load_model, save_model
+from .motion import Motion, MotionBatches, motion_clips
 from .settings import Degrade, FineTune, Model, Pretrain
 
 log = logging.getLogger(__name__)
@@ -293,44 +295,94 @@ def _epochs(steps: int, steps_per_epoch: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------- pretrain
-def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Path, scale: int, model_cfg: Model,
-             train_cfg: Pretrain, degrade_cfg: Degrade, device: str = "auto") -> dict:
-    """Train the base model on a folder of photos with the configured degradation chain."""
-    dev = pick_device(device)
-    seed_everything(train_cfg.seed)
-    lrs, hrs = make_pairs(images, scale, DegradeChain.from_settings(degrade_cfg), seed=train_cfg.seed,
-                          copies=train_cfg.copies)
-    order = np.random.default_rng(train_cfg.seed).permutation(len(lrs))
+def _fit_pairs(model: nn.Module, lrs: list[np.ndarray], hrs: list[np.ndarray], scale: int, cfg: Pretrain,
+               steps: int, max_seconds: float | None, out_log: Path, dev: torch.device) -> dict:
+    """One pretraining stage: a tenth of the pairs held out (central crops), the rest cut into
+    random patches; fastai's one-cycle for `steps` steps."""
+    order = np.random.default_rng(cfg.seed).permutation(len(lrs))
     n_val = min(max(1, len(lrs) // 10), len(lrs) - 1)  # a single image trains and validates on itself
     val_idx, train_idx = (order[:n_val], order[n_val:]) if n_val else (order, order)
-    patch = train_cfg.patch
-    epochs, per_epoch = _epochs(train_cfg.steps, train_cfg.steps_per_epoch)
-    train = PatchBatches([lrs[i] for i in train_idx], [hrs[i] for i in train_idx], scale, patch,
-                         train_cfg.batch_size, per_epoch, seed=train_cfg.seed, device=dev)
+    epochs, per_epoch = _epochs(steps, cfg.steps_per_epoch)
+    train = PatchBatches([lrs[i] for i in train_idx], [hrs[i] for i in train_idx], scale, cfg.patch,
+                         cfg.batch_size, per_epoch, seed=cfg.seed, device=dev)
     # validation: fixed central crops, so the images need not share a size
-    val_lr, val_hr = _center_crops([lrs[i] for i in val_idx], [hrs[i] for i in val_idx], scale, 2 * patch)
+    val_lr, val_hr = _center_crops([lrs[i] for i in val_idx], [hrs[i] for i in val_idx], scale, 2 * cfg.patch)
     valid = FixedBatches(val_lr, val_hr, batch_size=4, device=dev)
+    log.info("%d pairs, %d epochs × %d steps on %s", len(lrs), epochs, per_epoch, dev)
+    return fit(model, train, valid, epochs, cfg.lr, cfg.loss, out_log, dev, max_seconds)
+
+
+def pretrain_temporal(model: nn.Module, images: list[np.ndarray], scale: int, cfg: Pretrain, chain: DegradeChain,
+                      out_log: Path, dev: torch.device, max_seconds: float | None = None) -> dict:
+    """Train a multi-frame model's fusion branch on synthetic motion clips of `images`, its
+    single-frame network (`model.single`) frozen; `pretrain.temporal_steps` steps."""
+    radius, motion = model.frames_in // 2, Motion(**cfg.motion)
+    order = np.random.default_rng(cfg.seed + 1).permutation(len(images))
+    n_val = min(max(1, len(images) // 10), len(images) - 1)  # a single photo trains and validates on itself
+    val, train_photos = (order[:n_val], order[n_val:]) if n_val else (order, order)
+    clips, targets = motion_clips([images[i] for i in val], scale, radius, chain, motion, seed=cfg.seed + 2)
+    val_lr, val_hr = _center_crops(clips, targets, scale, 2 * cfg.patch)
+    valid = FixedBatches(val_lr, val_hr, batch_size=4, device=dev)
+    epochs, per_epoch = _epochs(cfg.temporal_steps, cfg.steps_per_epoch)
+    train = MotionBatches([images[i] for i in train_photos], scale, radius, chain, motion, cfg.patch, cfg.batch_size,
+                          per_epoch, seed=cfg.seed + 3, device=dev)
+    log.info("synthetic clips of %d photos (validation: %d fixed clips), %d epochs × %d steps on %s",
+             len(train_photos), len(val_lr), epochs, per_epoch, dev)
+    model.single.requires_grad_(False)
+    try:
+        return fit(model, train, valid, epochs, cfg.temporal_lr, cfg.loss, out_log, dev, max_seconds)
+    finally:
+        model.single.requires_grad_(True)
+
+
+def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Path, scale: int, model_cfg: Model,
+             train_cfg: Pretrain, degrade_cfg: Degrade, device: str = "auto") -> dict:
+    """Train the base model on a folder of photos with the configured degradation chain.
+
+    A multi-frame architecture is trained in two stages: its single-frame network (`single`) on
+    the still pairs for `pretrain.steps`, then, with that frozen, the rest on synthetic motion
+    clips of the same photos (`motion`) for `pretrain.temporal_steps`; `max_seconds` is shared in
+    proportion to the steps. The history has a `stage` column then."""
+    dev = pick_device(device)
+    seed_everything(train_cfg.seed)
+    chain = DegradeChain.from_settings(degrade_cfg)
     arch, kwargs = model_cfg.arch, arch_kwargs(model_cfg)
     model = build_model(arch, scale, **kwargs)
-    log.info("pretraining %s ×%d on %d images (%d pairs), %d epochs × %d steps on %s", arch, scale,
-             len(images), len(lrs), epochs, per_epoch, dev)
-    stats = fit(model, train, valid, epochs, train_cfg.lr, train_cfg.loss, out_log, dev,
-                train_cfg.max_seconds)
+    frames_in = get_arch(arch).frames(kwargs)
+    lrs, hrs = make_pairs(images, scale, chain, seed=train_cfg.seed, copies=train_cfg.copies)
+    log.info("pretraining %s ×%d on %d images", arch, scale, len(images))
+    if frames_in == 1:
+        stats = _fit_pairs(model, lrs, hrs, scale, train_cfg, train_cfg.steps, train_cfg.max_seconds, Path(out_log),
+                           dev)
+    else:
+        total = train_cfg.steps + train_cfg.temporal_steps
+        budget = [train_cfg.max_seconds and train_cfg.max_seconds * s / total
+                  for s in (train_cfg.steps, train_cfg.temporal_steps)]
+        logs = [Path(out_log).with_suffix(f".{stage}.csv") for stage in ("single", "temporal")]
+        log.info("stage 1 of 2: the single-frame network on still pairs")
+        single = _fit_pairs(model.single, lrs, hrs, scale, train_cfg, train_cfg.steps, budget[0], logs[0], dev)
+        log.info("stage 2 of 2: the multi-frame branch on synthetic motion clips (single-frame network frozen)")
+        temporal = pretrain_temporal(model, images, scale, train_cfg, chain, logs[1], dev, budget[1])
+        _join_logs(logs, Path(out_log), "stage", ["single", "temporal"])
+        seconds, steps = single["seconds"] + temporal["seconds"], single["steps"] + temporal["steps"]
+        stats = {"seconds": round(seconds, 2), "steps": steps, "it_per_s": round(steps / max(seconds, 1e-9), 3),
+                 "resumed_from_epoch": 0, "stages": {"single": single, "temporal": temporal}}
     provenance = {"stage": "pretrain", "images": len(images), "videnhance": __version__, **stats}
     save_model(model, out_model, arch, scale, kwargs, provenance)
     return stats
 
 
 def _center_crops(lrs, hrs, scale, size):
+    """Central crops of pairs (inputs may be windows (T, h, w, 3)), all of one size so they stack."""
     out_lr, out_hr = [], []
     for lr, hr in zip(lrs, hrs, strict=True):
-        h, w = lr.shape[:2]
+        h, w = lr.shape[-3:-1]
         ch, cw = min(size, h), min(size, w)
         y, x = (h - ch) // 2, (w - cw) // 2
-        out_lr.append(lr[y : y + ch, x : x + cw])
+        out_lr.append(lr[..., y : y + ch, x : x + cw, :])
         out_hr.append(hr[y * scale : (y + ch) * scale, x * scale : (x + cw) * scale])
-    side = min(min(a.shape[:2]) for a in out_lr)  # one size so they stack
-    return [a[:side, :side] for a in out_lr], [b[: side * scale, : side * scale] for b in out_hr]
+    side = min(min(a.shape[-3:-1]) for a in out_lr)
+    return [a[..., :side, :side, :] for a in out_lr], [b[: side * scale, : side * scale] for b in out_hr]
 
 
 # --------------------------------------------------------------------------------------- fine-tune
@@ -349,11 +401,11 @@ def near_scale_pairs(teacher: nn.Module, frames: np.ndarray, scale: int, chain: 
     rng = np.random.default_rng(seed)
     lrs, hrs = [], []
     for start in range(0, len(frames), batch_size):
-        for out in run_model(teacher, frames[start : start + batch_size], device=device, batch_size=batch_size):
+        for out in teacher_outputs(teacher, frames[start : start + batch_size], device, batch_size):
             for _ in range(per_frame):
                 target = shrink_and_crop(out, float(rng.uniform(*shrink)), scale, crop, rng)
-                lrs.append(chain.apply(target, scale, rng))
-                hrs.append(target)
+                lrs.append(chain.apply_window(target, scale, rng))
+                hrs.append(centre(target))
     return lrs, hrs
 
 
@@ -401,11 +453,11 @@ def _round_done(path: Path, fingerprint: str, model: nn.Module) -> dict | None:
     return state
 
 
-def _join_round_logs(logs: list[Path], out_log: Path) -> None:
-    """One fine-tune history: each round's fastai CSV log, with a `round` column."""
+def _join_logs(logs: list[Path], out_log: Path, column: str, labels: list) -> None:
+    """One history from the fastai CSV logs of several rounds or stages, with a `column` naming each."""
     import pandas as pd
 
-    frames = [pd.read_csv(p).assign(round=i + 1) for i, p in enumerate(logs) if p.exists()]
+    frames = [pd.read_csv(p).assign(**{column: label}) for p, label in zip(logs, labels, strict=True) if p.exists()]
     with atomic_output(out_log) as tmp:
         pd.concat(frames).to_csv(tmp, index=False)
     for p in logs:
@@ -465,11 +517,12 @@ class RoundTracker:
 
 
 def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scale: int, cfg: FineTune,
-                   chain: DegradeChain, device: torch.device) -> Judge:
+                   chain: DegradeChain, device: torch.device, val_frames: np.ndarray | None = None) -> Judge:
     """The guard's held-out pairs for one video (`guard`): its frame pairs as `degrade` made them,
-    and near-scale pairs made from the same held-out frames by the base model."""
-    near = near_scale_set(base, hr_val, scale, chain, tuple(cfg.shrink), cfg.guard_targets_per_frame,
-                          crop=8 * cfg.patch * scale, seed=cfg.seed + 7919, device=device)
+    and near-scale pairs made from the same held-out frames (`val_frames`, default `hr_val`; the
+    windows around them for a multi-frame model) by the base model."""
+    near = near_scale_set(base, hr_val if val_frames is None else val_frames, scale, chain, tuple(cfg.shrink),
+                          cfg.guard_targets_per_frame, crop=8 * cfg.patch * scale, seed=cfg.seed + 7919, device=device)
     frame = HeldOutSet(list(lr_val), list(hr_val), np.arange(len(lr_val)))
     return Judge({"frame": frame, "near_scale": near}, base, device)
 
@@ -478,11 +531,12 @@ def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scal
 class VideoPairs:
     """One video's pairs file (the `degrade` step's), split into training and held-out pairs."""
 
-    lr_train: np.ndarray
+    lr_train: np.ndarray  # inputs (n, h, w, 3), or windows (n, T, h, w, 3) for a multi-frame model
     hr_train: np.ndarray
-    train_frames: np.ndarray  # each training frame once (`degrade.copies` may repeat them)
+    train_frames: np.ndarray  # each training frame (or its window) once (`degrade.copies` may repeat them)
     lr_val: np.ndarray
     hr_val: np.ndarray
+    val_frames: np.ndarray  # the held-out frames, or their windows
 
     @classmethod
     def load(cls, path: str | Path) -> VideoPairs:
@@ -490,7 +544,9 @@ class VideoPairs:
         is_val = pairs["is_val"].astype(bool)
         _, first = np.unique(pairs["indices"][~is_val], return_index=True)
         hr_train = pairs["hr"][~is_val]
-        return cls(pairs["lr"][~is_val], hr_train, hr_train[np.sort(first)], pairs["lr"][is_val], pairs["hr"][is_val])
+        full = pairs.get("hr_window", pairs["hr"])
+        return cls(pairs["lr"][~is_val], hr_train, full[~is_val][np.sort(first)], pairs["lr"][is_val],
+                   pairs["hr"][is_val], full[is_val])
 
 
 class Rounds:
@@ -538,7 +594,7 @@ class Rounds:
         """One history file for the run, with a `round` column (written before the model, so a
         run killed in between has no complete-looking outputs)."""
         if self.count > 1:
-            _join_round_logs([self.log(r) for r in range(self.run)], self.out_log)
+            _join_logs([self.log(r) for r in range(self.run)], self.out_log, "round", list(range(1, self.run + 1)))
 
     def clean_up(self) -> None:
         """The `.done` files go once the delivered model and the verdict are written."""
@@ -573,6 +629,20 @@ def _train_round(model: nn.Module, r: int, data: VideoPairs, scale: int, chain: 
     return {**stats, "train_pairs": len(lr_train)}
 
 
+def _versus_single_frame(judge: Judge, rule: Rule, single: LoadedModel, kept: str, delivered: nn.Module,
+                         signals: dict[str, Signal], reason: str, kept_scores: dict[str, np.ndarray]):
+    """The guard's choice between the multi-frame model it kept (the fine-tuned one or the base)
+    and the base's own single-frame network: the single-frame one is delivered only if it beats
+    the kept model by the same rule a fine-tuned model must pass."""
+    single_scores = judge.score(single.module)
+    versus = judge.signals(single_scores, against=kept_scores)
+    better, why = rule.decide(versus)
+    if not better:
+        return kept, delivered, signals, f"{reason}; the single-frame network does not beat it ({why})"
+    return ("single_frame", single.module, judge.signals(single_scores),
+            f"the base's single-frame network beats the {kept.replace('_', '-')} multi-frame model: {why}")
+
+
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
               out_verdict: str | Path, cfg: FineTune, device: str = "auto", *, degrade_cfg: Degrade) -> dict:
     """Fine-tune the base model on one video; deliver it only if the guard finds it better than
@@ -597,7 +667,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         log.warning("%s: %s", pairs_path, reason)
         return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
     base, chain, rule = load_model(base_model_path), DegradeChain.from_settings(degrade_cfg), Rule.from_settings(cfg)
-    judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev)
+    judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev, data.val_frames)
     model = copy.deepcopy(base.module)  # trained in place; `base` stays the base
     tracker = RoundTracker(rule, judge, model, float(cfg.lr), float(cfg.lr_backoff), cfg.patience,
                            guard=cfg.guard)
@@ -624,7 +694,12 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         keep, reason = False, f"round {tracker.report[-1]['round']} was undone{also}: {tracker.report[-1]['guard']}"
     else:
         keep, reason = rule.decide(signals)
-    verdict = {"kept": "fine_tuned" if keep else "base", "reason": reason, "signal": rule.signal,
+    delivered, single = (model if keep else base.module), base.single_frame()
+    kept = "fine_tuned" if keep else "base"
+    if single is not None and cfg.guard:  # a multi-frame base: its single-frame network is the third choice
+        kept, delivered, signals, reason = _versus_single_frame(judge, rule, single, kept, delivered, signals, reason,
+                                                                tracker.best_scores if keep else judge.base_scores)
+    verdict = {"kept": kept, "reason": reason, "signal": rule.signal,
                "gain_db": signals[rule.signal].gain_db, "gain_stderr_db": signals[rule.signal].stderr_db,
                "signals": {k: v.as_dict() for k, v in signals.items()}, "val_frames": len(data.lr_val),
                "train_frames": len(data.train_frames), "train_pairs": train_pairs,
@@ -633,8 +708,9 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                               "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
                "lr": cfg.lr, "pairs": cfg.pairs, "device": str(dev), **rounds.stats(),
                "round_report": tracker.report}
-    base.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict},
-              module=model if keep else base.module)
+    owner = single if kept == "single_frame" else base
+    owner.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict},
+               module=delivered)
     atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
     rounds.clean_up()
     log.info("verdict: %s", reason)

@@ -62,6 +62,7 @@ rule extract:
         runtime=runtime(30),
     params:
         extract=lookup(dpath="{video}/extract", within=SETTINGS),
+        model=CFG["model"],  # a multi-frame model's samples are windows
         version=VERSION,
     script:
         "../scripts/extract.py"

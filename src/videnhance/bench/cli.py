@@ -56,8 +56,9 @@ def _add_commands(sub) -> None:
     def torch_opts(p: argparse.ArgumentParser, scale_default: str) -> None:
         p.add_argument("--scale", type=int, choices=(1, 2, 3, 4, 8), help=f"upscaling factor (default {scale_default})")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-        p.add_argument("--model", choices=sorted(MODELS), help="network: default = SRResNet 64×16, tiny = 8×2, "
-                                                                 "bicubic = no network")
+        p.add_argument("--model", choices=sorted(MODELS),
+                       help="network: default = SRResNet 64×16, tiny = 8×2, temporal = default + a 3-frame "
+                            "DIS-aligned fusion branch (temporal_none: unaligned), bicubic = no network")
         p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
 
     p = sub.add_parser("io", help="ffmpeg alone vs our decode/encode/passthrough")

@@ -179,7 +179,7 @@ def bench_model(cases: list[tuple[int, int, int]] | None = None, seconds: float 
                 where += f", compile {result['compile_s']:.1f} s"
             row.note = f"{where}; {row.note}"
             rows.append(row)
-    print_table(rows, out, title=f"model: SRResNet {MODELS.get(model)}, random weights, time-bounded {seconds} s")
+    print_table(rows, out, title=f"model: {model} {MODELS.get(model)}, random weights, time-bounded {seconds} s")
     return rows
 
 

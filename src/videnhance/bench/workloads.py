@@ -25,7 +25,12 @@ from .sampling import timing_starts
 log = logging.getLogger(__name__)
 
 CLIP_FPS = 30
-MODELS = {"default": {"channels": 64, "blocks": 16}, "tiny": {"channels": 8, "blocks": 2}, "bicubic": None}
+MODELS = {"default": {"channels": 64, "blocks": 16}, "tiny": {"channels": 8, "blocks": 2}, "bicubic": None,
+          # the multi-frame model around the default srresnet: 3-frame windows, DIS-aligned or not
+          "temporal": {"arch": "temporal", "channels": 64, "blocks": 16, "radius": 1, "align": "dis",
+                       "fuse_channels": 32, "fuse_blocks": 2},
+          "temporal_none": {"arch": "temporal", "channels": 64, "blocks": 16, "radius": 1, "align": "none",
+                            "fuse_channels": 32, "fuse_blocks": 2}}
 HELD_FRAMES_BYTES = 1 << 30  # the encode measurement keeps at most this much decoded video in memory
 
 
@@ -62,11 +67,15 @@ def build_bench_model(name: str, scale: int):
         return None
     import torch
 
-    from ..models import SRResNet
+    from ..models import build_model
 
     torch.manual_seed(0)
-    model = SRResNet(scale=scale, **MODELS[name])
-    torch.nn.init.normal_(model.tail.weight, std=1e-3)
+    kwargs = dict(MODELS[name])
+    model = build_model(kwargs.pop("arch", "srresnet"), scale, **kwargs)
+    single = getattr(model, "single", model)  # a multi-frame model: its srresnet, and its fusion branch too
+    torch.nn.init.normal_(single.tail.weight, std=1e-3)
+    if single is not model:
+        torch.nn.init.normal_(model.fuse_tail.weight, std=1e-3)
     return model.eval()
 
 
@@ -153,7 +162,7 @@ def _work_model(spec: dict) -> dict:
     torch = _set_threads(spec)
     import torch.nn.functional as F
 
-    from ..infer import is_out_of_memory, pick_device, prepare_model, tune_cpu_allocator
+    from ..infer import is_out_of_memory, pick_device, prepare_model, tune_cpu_allocator, windows_of
 
     dev = pick_device(spec["device"])
     if dev.type == "cpu" and spec["model"] != "bicubic":
@@ -161,7 +170,9 @@ def _work_model(spec: dict) -> dict:
     w, h = spec["size"]
     scale = spec["scale"]
     cuda = dev.type == "cuda"
-    model = prepare_model(build_bench_model(spec["model"], scale), dev, bool(spec.get("compile")))  # as enhance_video
+    network = build_bench_model(spec["model"], scale)
+    radius = getattr(network, "frames_in", 1) // 2  # a multi-frame model gets the windows streaming builds
+    model = prepare_model(network, dev, bool(spec.get("compile")))  # as enhance_video
     compile_s = None
 
     def call(x):
@@ -177,7 +188,8 @@ def _work_model(spec: dict) -> dict:
         while True:
             try:
                 # channels_last, as run_model feeds the model (NHWC frames permuted): ~10% faster on CPU too
-                x = torch.rand(batch, 3, h, w, device=dev).contiguous(memory_format=torch.channels_last)
+                x = torch.rand(batch + 2 * radius, 3, h, w, device=dev).contiguous(memory_format=torch.channels_last)
+                x = windows_of(x, radius)
                 if spec.get("compile") and model is not None:  # compile on the timed shape, timed apart
                     t0 = time.perf_counter()
                     call(x)
@@ -192,7 +204,7 @@ def _work_model(spec: dict) -> dict:
                 elif spec.get("warmup"):
                     call(x)  # a whole batch first: the allocator's first big requests are slow
                 else:
-                    call(x[:1, :, : min(h, 64), : min(w, 64)])  # warm-up on a crop: a full CPU frame takes seconds
+                    call(x[:1, ..., : min(h, 64), : min(w, 64)])  # warm-up on a crop: a full CPU frame takes seconds
                 timing_starts()
                 frames, start = 0, time.perf_counter()
                 while True:
