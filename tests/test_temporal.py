@@ -210,7 +210,8 @@ def test_the_guard_chooses_among_single_frame_base_temporal_base_and_fine_tuned(
         assert delivered.arch.name == "srresnet" and delivered.frames_in == 1
         expected = base.single.state_dict()
     else:
-        assert verdict["kept"] == "base" and "single-frame network does not beat it" in verdict["reason"]
+        assert verdict["kept"] == "base" and "Then: the base's single-frame network did not beat the base model" in \
+            verdict["reason"]
         assert delivered.arch.name == "temporal"
         expected = base.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in delivered.module.state_dict().items())

@@ -141,27 +141,30 @@ class Rule:
     def from_settings(cls, cfg: FineTune) -> Rule:
         return cls(cfg.guard_signal, float(cfg.min_gain_db), float(cfg.guard_z), cfg.guard_frame_margin_db)
 
-    def decide(self, signals: dict[str, Signal]) -> tuple[bool, str]:
-        """(keep the fine-tuned model?, why) from the signals of the model against the base."""
+    def decide(self, signals: dict[str, Signal], model: str = "fine-tuned",
+               reference: str = "the base model") -> tuple[bool, str]:
+        """(keep the fine-tuned model?, why) from the signals of the model against the base. The
+        names say which two models are compared (the guard also weighs a multi-frame model
+        against its own single-frame network)."""
         s = signals[self.signal]
         gains = [x.gain_db for x in signals.values()]
         where = f"on {s.frames} held-out frames ({self.signal} pairs)"
+        keeping = f"keeping {reference}"
         if not np.isfinite(gains).all():
-            return False, f"a held-out score is not finite ({gains}); keeping the base model"
+            return False, f"a held-out score is not finite ({gains}); {keeping}"
         if s.gain_db <= self.min_gain_db:
-            return False, (f"fine-tuned did not beat the base by more than {self.min_gain_db} dB ({s.gain_db:+.3f} dB "
-                           f"{where}); keeping the base model")
+            return False, (f"{model} did not beat {reference} by more than {self.min_gain_db} dB ({s.gain_db:+.3f} dB "
+                           f"{where}); {keeping}")
         if self.z and s.gain_db <= self.z * s.stderr_db:
-            return False, (f"fine-tuned gains {s.gain_db:+.3f} dB {where}, within noise (less than {self.z:g} × "
-                           f"{s.stderr_db:.3f} dB standard error); keeping the base model")
+            return False, (f"{model} gains {s.gain_db:+.3f} dB {where}, within noise (less than {self.z:g} × "
+                           f"{s.stderr_db:.3f} dB standard error); {keeping}")
         frame = signals.get("frame")
         if self.signal != "frame" and self.frame_margin_db is not None and frame is not None:
             if frame.gain_db < -self.frame_margin_db:
-                return False, (f"fine-tuned gains {s.gain_db:+.3f} dB {where} but loses {frame.gain_db:+.3f} dB on the "
-                               f"held-out frame pairs (more than the {self.frame_margin_db} dB allowed); keeping the "
-                               "base model")
+                return False, (f"{model} gains {s.gain_db:+.3f} dB {where} but loses {frame.gain_db:+.3f} dB on the "
+                               f"held-out frame pairs (more than the {self.frame_margin_db} dB allowed); {keeping}")
         extra = f"; frame pairs {frame.gain_db:+.3f} dB" if frame is not None and self.signal != "frame" else ""
-        return True, f"fine-tuned beats the base by {s.gain_db:+.3f} dB Y-PSNR (±{s.stderr_db:.3f} s.e.) {where}{extra}"
+        return True, f"{model} beats {reference} by {s.gain_db:+.3f} dB Y-PSNR (±{s.stderr_db:.3f} s.e.) {where}{extra}"
 
     def better(self, signals: dict[str, Signal], best: dict[str, Signal] | None) -> bool:
         """Should a round's model replace the best one so far (None: the base)?

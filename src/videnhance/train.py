@@ -635,12 +635,12 @@ def _versus_single_frame(judge: Judge, rule: Rule, single: LoadedModel, kept: st
     and the base's own single-frame network: the single-frame one is delivered only if it beats
     the kept model by the same rule a fine-tuned model must pass."""
     single_scores = judge.score(single.module)
-    versus = judge.signals(single_scores, against=kept_scores)
-    better, why = rule.decide(versus)
+    name = "the fine-tuned model" if kept == "fine_tuned" else "the base model"
+    better, why = rule.decide(judge.signals(single_scores, against=kept_scores), "the base's single-frame network",
+                              name)
     if not better:
-        return kept, delivered, signals, f"{reason}; the single-frame network does not beat it ({why})"
-    return ("single_frame", single.module, judge.signals(single_scores),
-            f"the base's single-frame network beats the {kept.replace('_', '-')} multi-frame model: {why}")
+        return kept, delivered, signals, f"{reason}. Then: {why}"
+    return "single_frame", single.module, judge.signals(single_scores), f"{reason}. Then: {why}"
 
 
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
