@@ -237,3 +237,19 @@ def test_motion_batches_cut_fresh_aligned_windows_and_repeat_with_the_seed():
     again = batches(0)
     assert all(torch.equal(a, b) for x, y in zip(first, again, strict=True) for a, b in zip(x, y, strict=True))
     assert not torch.equal(first[0][0], batches(1)[0][0])
+
+
+def test_the_pretraining_estimate_times_both_stages_of_a_temporal_model():
+    from videnhance.cache import pretrain_seconds
+    from videnhance.config import validate_config
+    from videnhance.settings import Settings
+
+    tiny = {"channels": 8, "blocks": 1, "fuse_channels": 8, "fuse_blocks": 1}
+    pretrain = {"steps": 10, "batch_size": 2, "patch": 16}
+
+    def estimate(arch, **more):
+        cfg = validate_config({"model": {"arch": arch, **tiny}, "pretrain": {**pretrain, **more}, "device": "cpu"})
+        return pretrain_seconds(Settings.from_dict(cfg))
+
+    single = estimate("srresnet")
+    assert 0 < single < estimate("temporal", temporal_steps=1000)  # a thousand steps more cannot be cheaper
