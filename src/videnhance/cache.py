@@ -37,16 +37,14 @@ def base_model_path(settings: Settings) -> Path:
 def pretrain_seconds(settings: Settings) -> float:
     """An estimate of the whole pretraining from timed steps: `pretrain.steps` of the network (of
     its single-frame part, for a multi-frame one) and, for a multi-frame one, `temporal_steps`."""
-    from .archs import get_arch
-    from .models import arch_kwargs, build_model
+    from .models import arch_kwargs, build_model, frames_in
 
-    kwargs = arch_kwargs(settings.model)
-    model = build_model(settings.model.arch, settings.scale, **kwargs)
-    frames_in = get_arch(settings.model.arch).frames(kwargs)
-    if frames_in == 1:
+    model = build_model(settings.model.arch, settings.scale, **arch_kwargs(settings.model))
+    window = frames_in(settings.model)
+    if window == 1:
         return settings.pretrain.steps * seconds_per_step(settings, model)
     return (settings.pretrain.steps * seconds_per_step(settings, model.single)
-            + settings.pretrain.temporal_steps * seconds_per_step(settings, model, frames_in))
+            + settings.pretrain.temporal_steps * seconds_per_step(settings, model, window))
 
 
 def seconds_per_step(settings: Settings, model=None, frames_in: int = 1, repeats: int = 3) -> float:

@@ -69,6 +69,18 @@ def save_pairs(path: str | Path, lr: np.ndarray, hr: np.ndarray, is_val: np.ndar
             np.savez(f, lr=lr, hr=hr, is_val=is_val, indices=indices, **extra)
 
 
+def random_flips(lr: torch.Tensor, hr: torch.Tensor, coin) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random horizontal flip, vertical flip and transpose of inputs and targets (any
+    leading dimensions), each done when `coin()` says so, drawn in that order."""
+    if coin():
+        lr, hr = lr.flip(-1), hr.flip(-1)
+    if coin():
+        lr, hr = lr.flip(-2), hr.flip(-2)
+    if coin():
+        lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
+    return lr, hr
+
+
 class PatchBatches:
     """An iterable of (lr, hr) float batches cut at random from in-memory uint8 pairs.
 
@@ -109,12 +121,7 @@ class PatchBatches:
             hrs.append(hr[y * s : (y + p) * s, x * s : (x + p) * s])
         lr_b, hr_b = to_float(torch.stack(lrs)), to_float(torch.stack(hrs))
         if self.augment:
-            if self._randint(2):
-                lr_b, hr_b = lr_b.flip(-1), hr_b.flip(-1)
-            if self._randint(2):
-                lr_b, hr_b = lr_b.flip(-2), hr_b.flip(-2)
-            if self._randint(2):
-                lr_b, hr_b = lr_b.transpose(-1, -2), hr_b.transpose(-1, -2)
+            lr_b, hr_b = random_flips(lr_b, hr_b, lambda: bool(self._randint(2)))
         return lr_b.contiguous(), hr_b.contiguous()
 
     def __iter__(self):

@@ -269,9 +269,9 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
     before = torch.cuda.memory_allocated(device)
     try:
         with torch.inference_mode():
-            frames_in = getattr(model, "frames_in", 1)
+            radius = window_radius(model)
             x = torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last)
-            _forward(model, x if frames_in == 1 else windows_of(x.expand(frames_in, -1, -1, -1), frames_in // 2),
+            _forward(model, windows_of(x.expand(2 * radius + 1, -1, -1, -1), radius),
                      scale, (h * scale, w * scale))
         torch.cuda.synchronize(device)
     except Exception as err:  # noqa: BLE001 - one frame does not fit: InferPlan tiles it
@@ -285,6 +285,12 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
     log.info("batch size %d: one %dx%d frame peaks at %.0f MiB, %.0f MiB free", batch, w, h,
              per_frame / 2**20, free / 2**20)
     return batch
+
+
+def window_radius(model: nn.Module | None) -> int:
+    """Neighbours on each side a network reads: its `frames_in` // 2 (the Arch contract: a
+    multi-frame module has `frames_in`), 0 for a single-frame one or bicubic (None)."""
+    return getattr(model, "frames_in", 1) // 2 if model is not None else 0
 
 
 def windows_of(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -352,7 +358,7 @@ def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, 
     calls to keep what worked.
     """
     device = torch.device(device)
-    frames_in = getattr(model, "frames_in", 1) if model is not None else 1
+    frames_in = 2 * window_radius(model) + 1
     if frames.ndim == 5 and frames_in == 1:
         frames = frames[:, frames.shape[1] // 2]
     if frames_in > 1 and (frames.ndim != 5 or frames.shape[1] != frames_in):
@@ -372,7 +378,7 @@ def window_outputs(model: nn.Module, windows: np.ndarray, device: torch.device |
     a multi-frame model sees each frame's own window inside the given one (its edge frames
     repeated), a single-frame model each frame alone."""
     n, t = windows.shape[:2]
-    radius = getattr(model, "frames_in", 1) // 2
+    radius = window_radius(model)
     outs = []
     for k in range(t):
         sub = windows[:, np.clip(np.arange(k - radius, k + radius + 1), 0, t - 1)] if radius else windows[:, k]
@@ -461,7 +467,7 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
         tune_cpu_allocator()
     meta = meta or probe(input_path)
     out_w, out_h = meta.width * scale, meta.height * scale
-    radius = getattr(model, "frames_in", 1) // 2 if model is not None else 0  # a multi-frame model's window
+    radius = window_radius(model)
     model = prepare_model(model, dev, compile)
     if batch_size == "auto":
         batch_size = auto_batch_size(model, meta.height, meta.width, dev, scale) if not tile else CPU_BATCH

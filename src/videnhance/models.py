@@ -60,11 +60,18 @@ class SRResNet(nn.Module):
         nn.init.zeros_(self.tail.weight)  # start as bicubic: training only has to learn the detail
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The low-resolution features the upsampler renders (a multi-frame model adds to them)."""
         feat = self.head(x - 0.5)
-        feat = feat + self.body(feat)
+        return feat + self.body(feat)
+
+    def render(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """The output: bicubic upscale of `x` plus the detail rendered from `feat`."""
+        base = x if self.scale == 1 else F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return base + self.tail(self.upsample(feat))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.render(x, self.features(x))
 
 
 class UNetSR(nn.Module):
@@ -95,6 +102,11 @@ def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
 def arch_kwargs(model: Model) -> dict:
     """The constructor's keyword arguments for the configured architecture (`model.*` keys)."""
     return get_arch(model.arch).kwargs_from(model)
+
+
+def frames_in(model: Model) -> int:
+    """Input frames per output frame of the configured architecture (`archs.Arch.frames`)."""
+    return get_arch(model.arch).frames(arch_kwargs(model))
 
 
 @dataclass(frozen=True)

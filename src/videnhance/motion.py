@@ -125,8 +125,7 @@ class MotionBatches:
         self.patch = max(4, min(patch, smallest - 2 * self.margin))
         self.scale, self.radius, self.chain, self.motion = scale, radius, chain, motion
         self.batch_size, self.steps, self.device = batch_size, steps, torch.device(device)
-        self.rng = np.random.default_rng(seed)
-        self.gen = torch.Generator().manual_seed(seed)  # what `train.fit` checkpoints as the sampler state
+        self.rng = np.random.default_rng(seed)  # pretraining keeps no checkpoints, so no sampler state to save
 
     def __len__(self) -> int:
         return self.steps
@@ -143,17 +142,13 @@ class MotionBatches:
         return lr[:, top : top + p, left : left + p], hr[top * s : (top + p) * s, left * s : (left + p) * s]
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from .data import random_flips
         from .tensors import to_float
 
         samples = [self.sample() for _ in range(self.batch_size)]
         lr = to_float(torch.from_numpy(np.stack([a for a, _ in samples])).to(self.device))
         hr = to_float(torch.from_numpy(np.stack([b for _, b in samples])).to(self.device))
-        if self.rng.random() < 0.5:
-            lr, hr = lr.flip(-1), hr.flip(-1)
-        if self.rng.random() < 0.5:
-            lr, hr = lr.flip(-2), hr.flip(-2)
-        if self.rng.random() < 0.5:
-            lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
+        lr, hr = random_flips(lr, hr, lambda: self.rng.random() < 0.5)
         return lr.contiguous(), hr.contiguous()
 
     def __iter__(self):

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .archs import get_arch
 from .colour import HDR_TRANSFERS, bit_depth
 from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .degrade import DegradeChain, centre, crop_to_multiple, eval_degrade
@@ -30,7 +29,7 @@ from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
-from .models import arch_kwargs, load_model
+from .models import arch_kwargs, frames_in, load_model
 from .settings import Encode, Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ def extract(*, input_video: str | Path, frames: str | Path, settings: Settings, 
     validation. For a multi-frame model each sample is the window of frames around it (T, H, W, 3),
     the video's first and last frames repeated beyond its ends."""
     count, val_fraction = settings.extract.frames, settings.extract.val_fraction
-    radius = get_arch(settings.model.arch).frames(arch_kwargs(settings.model)) // 2
+    radius = frames_in(settings.model) // 2
     info = _input_meta(input_video, meta)
     indices = sample_indices(info.frames, count)
     if radius:

@@ -104,15 +104,11 @@ class TemporalSR(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != self.frames_in:
             raise ValueError(f"TemporalSR takes (n, {self.frames_in}, 3, h, w) windows, not {tuple(x.shape)}")
-        single, centre = self.single, x[:, self.radius]
-        base = centre if self.scale == 1 else F.interpolate(centre, scale_factor=self.scale, mode="bicubic",
-                                                            align_corners=False)
-        feat = single.head(centre - 0.5)
-        feat = feat + single.body(feat)
+        centre = x[:, self.radius]
+        feat = self.single.features(centre)
         window = self.aligned(x).flatten(1, 2) - 0.5
         fused = self.fuse_head(torch.cat([window, feat], 1))
-        feat = feat + self.fuse_tail(fused + self.fuse_body(fused))
-        return base + single.tail(single.upsample(feat))
+        return self.single.render(centre, feat + self.fuse_tail(fused + self.fuse_body(fused)))
 
     def load_single(self, single: SRResNet) -> None:
         """Start from a trained single-frame network (same channels and blocks)."""

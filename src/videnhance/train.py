@@ -23,14 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .archs import get_arch
 from .data import FixedBatches, PatchBatches, load_npz
 from .degrade import DegradeChain, centre, make_pairs, shrink_and_crop
 from .errors import ConfigError
 from .files import atomic_output, atomic_write_text
 from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, teacher_outputs
-from .models import LoadedModel, arch_kwargs, build_model, load_model, save_model
+from .models import LoadedModel, arch_kwargs, build_model, frames_in, load_model, save_model
 from .motion import Motion, MotionBatches, motion_clips
 from .settings import Degrade, FineTune, Model, Pretrain
 
@@ -295,13 +294,19 @@ def _epochs(steps: int, steps_per_epoch: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------- pretrain
+def _held_out(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) indices of `n` items, a tenth held out, seeded; a single item trains
+    and validates on itself."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, n // 10), n - 1)
+    return (order[:n_val], order[n_val:]) if n_val else (order, order)
+
+
 def _fit_pairs(model: nn.Module, lrs: list[np.ndarray], hrs: list[np.ndarray], scale: int, cfg: Pretrain,
                steps: int, max_seconds: float | None, out_log: Path, dev: torch.device) -> dict:
     """One pretraining stage: a tenth of the pairs held out (central crops), the rest cut into
     random patches; fastai's one-cycle for `steps` steps."""
-    order = np.random.default_rng(cfg.seed).permutation(len(lrs))
-    n_val = min(max(1, len(lrs) // 10), len(lrs) - 1)  # a single image trains and validates on itself
-    val_idx, train_idx = (order[:n_val], order[n_val:]) if n_val else (order, order)
+    val_idx, train_idx = _held_out(len(lrs), cfg.seed)
     epochs, per_epoch = _epochs(steps, cfg.steps_per_epoch)
     train = PatchBatches([lrs[i] for i in train_idx], [hrs[i] for i in train_idx], scale, cfg.patch,
                          cfg.batch_size, per_epoch, seed=cfg.seed, device=dev)
@@ -317,9 +322,7 @@ def pretrain_temporal(model: nn.Module, images: list[np.ndarray], scale: int, cf
     """Train a multi-frame model's fusion branch on synthetic motion clips of `images`, its
     single-frame network (`model.single`) frozen; `pretrain.temporal_steps` steps."""
     radius, motion = model.frames_in // 2, Motion(**cfg.motion)
-    order = np.random.default_rng(cfg.seed + 1).permutation(len(images))
-    n_val = min(max(1, len(images) // 10), len(images) - 1)  # a single photo trains and validates on itself
-    val, train_photos = (order[:n_val], order[n_val:]) if n_val else (order, order)
+    val, train_photos = _held_out(len(images), cfg.seed + 1)
     clips, targets = motion_clips([images[i] for i in val], scale, radius, chain, motion, seed=cfg.seed + 2)
     val_lr, val_hr = _center_crops(clips, targets, scale, 2 * cfg.patch)
     valid = FixedBatches(val_lr, val_hr, batch_size=4, device=dev)
@@ -348,10 +351,10 @@ def pretrain(images: list[np.ndarray], out_model: str | Path, out_log: str | Pat
     chain = DegradeChain.from_settings(degrade_cfg)
     arch, kwargs = model_cfg.arch, arch_kwargs(model_cfg)
     model = build_model(arch, scale, **kwargs)
-    frames_in = get_arch(arch).frames(kwargs)
+    window = frames_in(model_cfg)
     lrs, hrs = make_pairs(images, scale, chain, seed=train_cfg.seed, copies=train_cfg.copies)
     log.info("pretraining %s ×%d on %d images", arch, scale, len(images))
-    if frames_in == 1:
+    if window == 1:
         stats = _fit_pairs(model, lrs, hrs, scale, train_cfg, train_cfg.steps, train_cfg.max_seconds, Path(out_log),
                            dev)
     else:

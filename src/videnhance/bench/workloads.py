@@ -162,7 +162,7 @@ def _work_model(spec: dict) -> dict:
     torch = _set_threads(spec)
     import torch.nn.functional as F
 
-    from ..infer import is_out_of_memory, pick_device, prepare_model, tune_cpu_allocator, windows_of
+    from ..infer import is_out_of_memory, pick_device, prepare_model, tune_cpu_allocator, window_radius, windows_of
 
     dev = pick_device(spec["device"])
     if dev.type == "cpu" and spec["model"] != "bicubic":
@@ -171,7 +171,7 @@ def _work_model(spec: dict) -> dict:
     scale = spec["scale"]
     cuda = dev.type == "cuda"
     network = build_bench_model(spec["model"], scale)
-    radius = getattr(network, "frames_in", 1) // 2  # a multi-frame model gets the windows streaming builds
+    radius = window_radius(network)  # a multi-frame model gets the windows streaming builds
     model = prepare_model(network, dev, bool(spec.get("compile")))  # as enhance_video
     compile_s = None
 
