@@ -167,9 +167,15 @@ def test_the_workflow_runs_the_temporal_model_end_to_end(tmp_path):
         assert (out.width, out.height, out.frames, len(out.audio)) == (factor * src.width, factor * src.height,
                                                                        src.frames, len(src.audio))
         scores = pd.read_csv(tmp_path / "results" / vid / "scores.csv")
-        assert set(scores.method) == {"bicubic", "milestone", "fine_tuned"} and scores.psnr_y.notna().all()
+        # the temporal base's own single-frame network is scored too (report row "single-frame milestone")
+        assert set(scores.method) == {"bicubic", "single_frame", "milestone", "fine_tuned"}
+        assert scores.psnr_y.notna().all()
         assert json.loads((tmp_path / "results" / vid / "verdict.json").read_text())["kept"] in ("base", "fine_tuned")
     assert_ground_truth_only_through_degrade_gt(tmp_path, rows)
+    summary = pd.read_csv(tmp_path / "results" / "report" / "summary.csv").set_index("video")
+    assert np.allclose(summary.d_milestone_vs_single_frame_db,
+                       summary.milestone_psnr_y - summary.single_frame_psnr_y, atol=2e-4)  # 4 decimals in the csv
+    assert "single-frame milestone Y-PSNR / SSIM" in (tmp_path / "results" / "report" / "summary.md").read_text()
 
 
 def _window_pairs(tmp_path, n: int = 6) -> None:

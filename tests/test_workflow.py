@@ -80,12 +80,14 @@ def test_scores_one_row_per_frame_and_method_finite_and_in_range(run):
 def test_report_has_every_video_and_plots(run):
     summary = pd.read_csv(run / "results" / "report" / "summary.csv")
     assert set(summary.video) == {v for v, _, _ in ROWS} | {"overall"}
-    assert summary.kept.notna().all()
-    for name in ("psnr_per_frame.png", "gains.png"):
-        assert (run / "results" / "report" / name).read_bytes()[:4] == b"\x89PNG"
+    assert summary.kept.notna().all() and set(summary.status) == {"done", "2 of 3 videos", "1 of 3 videos"}
+    assert (run / "results" / "report" / "gains.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<table id='summary'>" in (run / "results" / "report" / "summary.html").read_text()
+    for vid, _, _ in ROWS:  # each video's own plots, not one figure of every video
+        assert (run / "results" / vid / "psnr_per_frame.png").read_bytes()[:4] == b"\x89PNG"
     snakemake(run, "--report", "report.html")
     html = (run / "report.html").read_text(errors="replace")
-    assert "summary.csv" in html and "gains.png" in html
+    assert "summary.csv" in html and "gains.png" in html and "psnr_per_frame.png" in html
     # the report explains itself: the workflow description and a caption per item
     assert "Per-video transfer learning" in html and "held-out gain per" in html and "nearest-neighbour zoom" in html
 
@@ -160,6 +162,20 @@ def test_a_broken_video_fails_alone_with_a_clear_message(run, tmp_path):
     log = (tmp_path / "results" / "broken" / "logs" / "probe.log").read_text()
     assert "broken.mp4" in log and "not a readable video" in log
     assert "videnhance error" in out.stderr and "broken.mp4" in out.stderr
+    # the run still ends in a report, which accounts for the broken video too
+    assert "videnhance: report of 1 of 2 videos (1 failed, 0 not run)" in out.stderr
+    summary = pd.read_csv(tmp_path / "results" / "report" / "summary.csv").set_index("video")
+    assert summary.loc["good", "status"] == "done" and summary.loc["overall", "status"] == "1 of 2 videos"
+    assert summary.loc["broken", "status"] == "failed" and summary.loc["broken", "failed_step"] == "probe"
+    assert "broken.mp4" in summary.loc["broken", "error"] and "not a readable video" in summary.loc["broken", "error"]
+    assert not (tmp_path / "results" / "report" / "run.json").exists()
+    # fixed, the video runs and the report rule runs again (run.json is missing)
+    shutil.copy(run / "videos" / "square.mp4", tmp_path / "broken.mp4")
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "2").stdout)
+    assert ("probe", "broken") in jobs and ("report", "") in jobs and not any(v == "good" for _, v in jobs)
+    # removed instead, only the report runs again
+    write_workdir(tmp_path, [("good", good_name, "enhance")], config)
+    assert planned_jobs(snakemake(tmp_path, "-n", "--cores", "2").stdout) == {("report", ""), ("all", "")}
 
 
 def test_real_clips_from_shared_data(tmp_path):

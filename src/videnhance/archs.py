@@ -79,6 +79,16 @@ class Arch:
 ARCHS: dict[str, Arch] = {}
 
 
+def arch_kwargs(model: Model) -> dict:
+    """The constructor's keyword arguments for the configured architecture (`model.*` keys)."""
+    return get_arch(model.arch).kwargs_from(model)
+
+
+def frames_in(model: Model) -> int:
+    """Input frames per output frame of the configured architecture (`Arch.frames`)."""
+    return get_arch(model.arch).frames(arch_kwargs(model))
+
+
 def register(arch: Arch) -> Arch:
     """Add an architecture; a second one of the same name is refused (no silent override)."""
     if arch.name in ARCHS:

@@ -37,7 +37,8 @@ def base_model_path(settings: Settings) -> Path:
 def pretrain_seconds(settings: Settings) -> float:
     """An estimate of the whole pretraining from timed steps: `pretrain.steps` of the network (of
     its single-frame part, for a multi-frame one) and, for a multi-frame one, `temporal_steps`."""
-    from .models import arch_kwargs, build_model, frames_in
+    from .archs import arch_kwargs, frames_in
+    from .models import build_model
 
     model = build_model(settings.model.arch, settings.scale, **arch_kwargs(settings.model))
     window = frames_in(settings.model)
@@ -54,8 +55,9 @@ def seconds_per_step(settings: Settings, model=None, frames_in: int = 1, repeats
     import torch
     import torch.nn.functional as F
 
+    from .archs import arch_kwargs
     from .infer import pick_device
-    from .models import arch_kwargs, build_model
+    from .models import build_model
 
     dev = pick_device(settings.device)
     cfg, scale = settings.pretrain, settings.scale

@@ -85,7 +85,7 @@ def validate_config(config: dict) -> dict:
     return cfg
 
 
-RUNTIME_KEYS = ("device", "infer")  # where and how fast, not what: changing them reruns nothing
+RUNTIME_KEYS = ("device", "memory_mb", "infer")  # where and how fast, not what: changing them reruns nothing
 
 
 def runtime_settings(config: dict) -> dict:

@@ -1,8 +1,10 @@
-"""Per-frame scores of bicubic, the base model ("milestone") and the fine-tuned model.
+"""Per-frame scores of bicubic, the base model ("milestone") and the fine-tuned model, and for a
+multi-frame base also the single-frame network it is built around ("single_frame").
 
-Benchmark mode scores the three outputs against the ground truth video (streamed in lockstep,
-memory flat in length), and how much each flickers: `metrics.warp_error` between each frame and
-the one before it, under the ground truth's own motion. Enhance mode has no ground truth: it
+Benchmark mode scores the outputs against the ground truth video (streamed in lockstep, memory
+flat in length), and how much each flickers: `metrics.warp_error` between each frame and the one
+before it, under the ground truth's own motion (whose mean length, in pixels per frame, is the
+`motion` column). Enhance mode has no ground truth: it
 scores the held-out validation frames of the video itself (degraded frame → model → frame), the
 self-supervised protocol.
 """
@@ -21,16 +23,19 @@ from .infer import pick_device, run_model
 from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
 from .metrics import flow_between, psnr, rgb_to_y, score_frame, warp_error
 from .models import load_model
+from .report import plot_per_frame
+from .scores import ALL_METHODS, COLUMNS
 
 log = logging.getLogger(__name__)
-METHODS = ("bicubic", "milestone", "fine_tuned")
-COLUMNS = ["video", "protocol", "frame", "method", "psnr_y", "ssim_y", "psnr_rgb", "flicker"]
 
 
-def _write(rows: list[dict], out_csv: str | Path) -> pd.DataFrame:
+def _write(rows: list[dict], out_csv: str | Path, out_plot: str | Path | None) -> pd.DataFrame:
+    """The score file, and the video's per-frame plot (a report item of its own)."""
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_output(out_csv) as tmp:
         table.to_csv(tmp, index=False)
+    if out_plot:
+        plot_per_frame(table, out_plot)
     return table
 
 
@@ -71,36 +76,43 @@ def crops_png(panels: dict[str, np.ndarray], out_png: str | Path, title: str, cr
 
 def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str | Path, milestone: str | Path,
                        enhanced: str | Path, scale: int, out_csv: str | Path, border: int = 0,
-                       out_crops: str | Path | None = None, gt_meta_json: str | Path | None = None) -> pd.DataFrame:
+                       out_crops: str | Path | None = None, gt_meta_json: str | Path | None = None,
+                       single_frame: str | Path | None = None, out_plot: str | Path | None = None) -> pd.DataFrame:
+    """`single_frame`: the output of a multi-frame base's own single-frame network, scored as its
+    own method so the table shows what the neighbouring frames add."""
     gt_meta = VideoMeta.from_json(gt_meta_json) if gt_meta_json else probe(ground_truth)
+    methods = [m for m in ALL_METHODS if m != "single_frame" or single_frame is not None]
+    outputs_of = {"milestone": milestone, "fine_tuned": enhanced, "single_frame": single_frame}
     readers = [FrameReader(ground_truth, gt_meta, batch_size=8)]
-    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=8) for p in (input_video, milestone, enhanced)]
+    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=8)
+                for p in [input_video, *(outputs_of[m] for m in methods[1:])]]
     counts = {str(r.path): r.meta.frames for r in readers}
     if len(set(counts.values())) != 1:
         raise VideoError(f"frame counts differ, cannot score {video_id}: {counts}")
     rows, frame = [], 0
     best_gain, panels = -float("inf"), {}  # the frame for crops.png, kept during the one decoding pass
     previous = None  # the frame before (ground truth, outputs), for the flicker measure
-    for gt, lr, ms, ft in zip(*readers, strict=True):
+    for gt, lr, *models in zip(*readers, strict=True):
         gt = crop_to_multiple(gt, scale)
-        bicubic = run_model(None, lr, gt.shape[1:3])
+        batch = [run_model(None, lr, gt.shape[1:3]), *models]
         for i in range(len(gt)):
-            outputs = (bicubic[i], ms[i], ft[i])
-            scores = {m: score_frame(gt[i], out, border) for m, out in zip(METHODS, outputs, strict=True)}
+            outputs = [b[i] for b in batch]
+            scores = {m: score_frame(gt[i], out, border) for m, out in zip(methods, outputs, strict=True)}
             flow = flow_between(previous[0], gt[i]) if previous is not None else None
-            for k, m in enumerate(METHODS):
+            motion = float(flow.square().sum(1).sqrt().mean()) if flow is not None else float("nan")
+            for k, m in enumerate(methods):
                 scores[m]["flicker"] = (warp_error(previous[k + 1], outputs[k], previous[0], gt[i], flow)
                                         if previous is not None else float("nan"))
+                scores[m]["motion"] = motion
             previous = (gt[i].copy(), *(out.copy() for out in outputs))
             rows += [{"video": video_id, "protocol": "ground truth", "frame": frame, "method": m, **scores[m]}
-                     for m in METHODS]
+                     for m in methods]
             gain = scores["fine_tuned"]["psnr_y"] - scores["bicubic"]["psnr_y"]
             if gain > best_gain:
                 best_gain, best_frame = gain, frame
-                panels = {"reference": gt[i].copy(), "bicubic": bicubic[i].copy(), "milestone": ms[i].copy(),
-                          "fine_tuned": ft[i].copy()}
+                panels = {"reference": gt[i].copy(), **{m: out.copy() for m, out in zip(methods, outputs, strict=True)}}
             frame += 1
-    table = _write(rows, out_csv)
+    table = _write(rows, out_csv, out_plot)
     log.info("%s: mean Y-PSNR %s", video_id, table.groupby("method").psnr_y.mean().round(3).to_dict())
     if out_crops and panels:
         crops_png(panels, out_crops, f"{video_id}, frame {best_frame} (ground truth)")
@@ -109,7 +121,7 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
 
 def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Path, model: str | Path,
                      out_csv: str | Path, border: int = 0, device: str = "auto",
-                     out_crops: str | Path | None = None) -> pd.DataFrame:
+                     out_crops: str | Path | None = None, out_plot: str | Path | None = None) -> pd.DataFrame:
     dev = pick_device(device)
     pairs = load_npz(pairs_path)
     is_val = pairs["is_val"].astype(bool)
@@ -119,26 +131,23 @@ def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Pa
         protocol = "training frame"
         log.warning("%s: no held-out frames; scoring the last training frame", video_id)
     lr, hr, frames = pairs["lr"][is_val], pairs["hr"][is_val], pairs["indices"][is_val]
+    base = load_model(base_model)
+    single = base.single_frame()
     outputs = {
         "bicubic": run_model(None, lr, hr.shape[1:3]),
-        "milestone": run_model(load_model(base_model).module, lr, device=dev, batch_size=2),
+        "single_frame": run_model(single.module, lr, device=dev, batch_size=2) if single else None,
+        "milestone": run_model(base.module, lr, device=dev, batch_size=2),
         "fine_tuned": run_model(load_model(model).module, lr, device=dev, batch_size=2),
     }
+    methods = [m for m in ALL_METHODS if outputs[m] is not None]
     rows = [{"video": video_id, "protocol": protocol, "frame": int(f), "method": m,
              **score_frame(hr[i], outputs[m][i], border)}
-            for i, f in enumerate(frames) for m in METHODS]
-    table = _write(rows, out_csv)
+            for i, f in enumerate(frames) for m in methods]
+    table = _write(rows, out_csv, out_plot)
     if out_crops:
         frame = _largest_gain_frame(table)
         i = int(np.flatnonzero(frames == frame)[0])
-        crops_png({"reference": hr[i], **{m: outputs[m][i] for m in METHODS}}, out_crops,
+        crops_png({"reference": hr[i], **{m: outputs[m][i] for m in methods}}, out_crops,
                   f"{video_id}, {'held-out' if protocol == 'self-validation' else 'training'} frame {frame} "
                   f"({protocol})")
     return table
-
-
-def summarize(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per video and method: mean of the per-frame scores."""
-    scores = scores.reindex(columns=COLUMNS)  # scores written before the flicker column have it empty
-    return (scores.groupby(["video", "protocol", "method"], sort=False)[["psnr_y", "ssim_y", "psnr_rgb", "flicker"]]
-            .mean().reset_index())

@@ -19,6 +19,7 @@ from torch import nn
 from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
 from .errors import ConfigError
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
+from .memory import fit
 from .tensors import to_float, to_uint8
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,10 @@ def run_model(model: nn.Module | None, frames: np.ndarray, out_size: tuple[int, 
     if model is not None:
         model = model.to(device).eval()
     size = out_size or (h * scale, w * scale)
-    plan = plan or InferPlan(batch_size, tile, overlap)
+    if plan is None:
+        if not tile:  # from the memory budget: fewer frames per call, or tiles, where whole ones do not fit
+            batch_size, tile = fit(model, len(frames), h, w, scale, batch_size, overlap, device)
+        plan = InferPlan(batch_size, tile, overlap)
     return _run_tensor(model, frames, size, scale, device, plan).cpu().numpy()
 
 
@@ -468,6 +472,11 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     meta = meta or probe(input_path)
     out_w, out_h = meta.width * scale, meta.height * scale
     radius = window_radius(model)
+    if not tile and model is not None:  # the memory budget (`memory.fit`), before any frame meets the model
+        requested = CPU_BATCH if batch_size == "auto" else int(batch_size)
+        budget_batch, tile = fit(model, meta.frames, meta.height, meta.width, scale, requested, overlap, dev)
+        if tile or budget_batch < requested:
+            batch_size = budget_batch
     model = prepare_model(model, dev, compile)
     if batch_size == "auto":
         batch_size = auto_batch_size(model, meta.height, meta.width, dev, scale) if not tile else CPU_BATCH

@@ -19,7 +19,6 @@ from torch import nn
 
 from .archs import Arch, get_arch
 from .errors import ModelFileError
-from .settings import Model
 
 FORMAT = "videnhance-model"
 FORMAT_VERSION = 1
@@ -97,16 +96,6 @@ class UNetSR(nn.Module):
 def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
     """A freshly initialised network of a registered architecture (`archs`)."""
     return get_arch(arch).build(scale, **kwargs)
-
-
-def arch_kwargs(model: Model) -> dict:
-    """The constructor's keyword arguments for the configured architecture (`model.*` keys)."""
-    return get_arch(model.arch).kwargs_from(model)
-
-
-def frames_in(model: Model) -> int:
-    """Input frames per output frame of the configured architecture (`archs.Arch.frames`)."""
-    return get_arch(model.arch).frames(arch_kwargs(model))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .archs import arch_kwargs, frames_in
 from .colour import HDR_TRANSFERS, bit_depth
 from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .degrade import DegradeChain, centre, crop_to_multiple, eval_degrade
@@ -29,7 +30,7 @@ from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
-from .models import arch_kwargs, frames_in, load_model
+from .models import load_model
 from .settings import Encode, Settings
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,18 @@ def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history
 
 
 def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: Settings,
-          meta: str | Path | None = None) -> dict:
+          meta: str | Path | None = None, single_frame: bool = False) -> dict:
     """Enhance every frame. Benchmark mode encodes losslessly so scores reflect the model, not
-    the encoder; `reassemble` encodes the deliverable with the configured codec."""
+    the encoder; `reassemble` encodes the deliverable with the configured codec. `single_frame`:
+    run a multi-frame model's own single-frame network instead (the report's single-frame row)."""
     from .infer import enhance_video
 
     mode, infer_cfg = settings.mode, settings.infer
     loaded = load_model(model)
+    if single_frame:
+        loaded = loaded.single_frame()
+        if loaded is None:
+            raise ValueError(f"{model}: a single-frame model has no single-frame network of its own to run")
     info = _input_meta(input_video, meta) if mode == "benchmark" or meta else probe_file(input_video)
     encode = LOSSLESS if mode == "benchmark" else encode_settings(settings.encode, keep_order=info.vfr)
     if mode == "enhance":
@@ -209,29 +215,32 @@ def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | P
     make_side_by_side(input_video, enhanced, side_by_side, colour=source_meta.colour)
 
 
-def evaluate(*, scores: str | Path, crops: str | Path, settings: Settings, ground_truth: str | Path | None = None,
+def evaluate(*, scores: str | Path, crops: str | Path, settings: Settings, per_frame: str | Path | None = None,
+             ground_truth: str | Path | None = None,
              meta: str | Path | None = None, input_video: str | Path | None = None, milestone: str | Path | None = None,
              enhanced: str | Path | None = None, pairs: str | Path | None = None, base: str | Path | None = None,
-             model: str | Path | None = None) -> None:
-    """Per-frame scores of bicubic / milestone / fine-tuned: against the ground truth in benchmark
-    mode, on the video's own held-out frames in enhance mode (see `evaluate`)."""
+             model: str | Path | None = None, single_frame: str | Path | None = None) -> None:
+    """Per-frame scores of bicubic / (single-frame) / milestone / fine-tuned: against the ground
+    truth in benchmark mode, on the video's own held-out frames in enhance mode (see `evaluate`)."""
     from .evaluate import evaluate_benchmark, evaluate_selfval
 
     border = settings.evaluate.crop_border
     if settings.mode == "benchmark":
         evaluate_benchmark(settings.video, ground_truth, input_video, milestone, enhanced, settings.scale, scores,
-                           border, crops, gt_meta_json=meta)
+                           border, crops, gt_meta_json=meta, single_frame=single_frame, out_plot=per_frame)
     else:
-        evaluate_selfval(settings.video, pairs, base, model, scores, border, settings.device, crops)
+        evaluate_selfval(settings.video, pairs, base, model, scores, border, settings.device, crops, per_frame)
 
 
-def report(*, scores: list[str], verdicts: list[str], csv: str | Path, md: str | Path, per_frame: str | Path,
-           gains: str | Path, settings: Settings) -> None:
-    """The run's summary table and plots from every video's scores and verdict."""
+def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str | Path, md: str | Path,
+           html: str | Path, gains: str | Path, run: str | Path, settings: Settings,
+           outcomes: list | None = None) -> None:
+    """The run's summary table and plots from every video's scores and verdict; `outcomes`
+    (`runs.outcomes`) after a failed run, for the videos that did not finish."""
     from .report import write_report
 
-    write_report(scores, verdicts, settings.scales, csv, md, per_frame, gains, settings.evaluate.crop_border,
-                 settings.benchmark.degradation)
+    write_report(scores, verdicts, settings.scales, csv, md, html, gains, run, settings.evaluate.crop_border,
+                 settings.benchmark.degradation, metas={Path(m).parent.name: m for m in metas}, outcomes=outcomes)
 
 
 # ------------------------------------------------------------------------------ one video, whole
@@ -249,9 +258,11 @@ class VideoFiles:
     verdict: Path
     enhanced: Path
     milestone: Path
+    single_frame: Path
     side_by_side: Path
     scores: Path
     crops: Path
+    per_frame: Path
 
     @classmethod
     def under(cls, folder: str | Path) -> VideoFiles:
@@ -259,8 +270,10 @@ class VideoFiles:
         return cls(meta=f / "meta.json", input_video=f / "input.mkv", frames=f / "frames.npz", pairs=f / "pairs.npz",
                    base=f / "base.pt", model=f / "model.pt", history=f / "fine_tune.history.csv",
                    verdict=f / "verdict.json", enhanced=f / "infer" / "enhanced.mkv",
-                   milestone=f / "infer" / "milestone.mkv", side_by_side=f / "side_by_side.mp4",
-                   scores=f / "scores.csv", crops=f / "crops.png")
+                   milestone=f / "infer" / "milestone.mkv",
+                   single_frame=f / "infer" / "single_frame.mkv", side_by_side=f / "side_by_side.mp4",
+                   scores=f / "scores.csv", crops=f / "crops.png",
+                   per_frame=f / "psnr_per_frame.png")
 
 
 def run_video(source: str | Path, deliverable: str | Path, settings: Settings, work: str | Path, *,
@@ -275,11 +288,15 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
     `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
     time one step). Logs one progress line per step and returns each step's seconds and the
     fine-tune verdict."""
+    from .memory import set_budget
+
     files = VideoFiles.under(work)
     Path(work).mkdir(parents=True, exist_ok=True)
+    set_budget(settings.memory_mb)
     benchmark = settings.mode == "benchmark"
     input_video = files.input_video if benchmark else source
     input_meta = None if benchmark else files.meta  # the source's meta.json only describes the source
+    single = benchmark and frames_in(settings.model) > 1  # the report's single-frame row
     steps = [
         ("probe", lambda: probe(source=source, meta=files.meta, settings=settings)),
         ("degrade_gt", lambda: degrade_gt(ground_truth=source, meta=files.meta, input_video=files.input_video,
@@ -296,9 +313,13 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
                                           side_by_side=files.side_by_side, settings=settings)),
         ("infer_milestone", lambda: infer(model=files.base, input_video=input_video, meta=input_meta,
                                           output=files.milestone, settings=settings)) if score else None,
+        ("infer_single_frame", lambda: infer(model=files.base, input_video=input_video, output=files.single_frame,
+                                             settings=settings, single_frame=True)) if score and single else None,
         ("evaluate", lambda: evaluate(ground_truth=source, meta=files.meta, input_video=input_video,
                                       milestone=files.milestone, enhanced=files.enhanced, pairs=files.pairs,
                                       base=files.base, model=files.model, scores=files.scores, crops=files.crops,
+                                      per_frame=files.per_frame,
+                                      single_frame=files.single_frame if single else None,
                                       settings=settings)) if score else None,
     ]
     steps = [s for s in steps if s is not None]

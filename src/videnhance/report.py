@@ -1,15 +1,23 @@
-"""The report: one table per run (summary.csv / summary.md) and plots, from every video's scores."""
+"""The report: one table per run (summary.csv / .md / .html) and plots, from every video's scores.
+
+It accounts for every input: after a failed run (`runs.outcomes`) the videos that finished are
+scored as usual and the others are listed with the step that failed and its one-line error. It
+reads at 1000 videos: the HTML table sorts and filters, the run's plot shows distributions (gains,
+gain against frame size and motion), and each video's own plots are made by `evaluate`
+(`plot_per_frame`), not one giant figure here."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
-from .evaluate import METHODS, summarize
 from .files import atomic_output, atomic_write_text
+from .runs import Outcome
+from .scores import ALL_METHODS, METRICS, methods_in, summarize
 
 log = logging.getLogger(__name__)
 
@@ -40,121 +48,264 @@ VERDICT_COLUMNS = {  # summary column: (verdict.json key, value when absent)
 }
 
 
-def build_summary(score_files: list[str | Path], verdict_files: list[str | Path],
-                  scales: dict[str, int]) -> pd.DataFrame:
-    scores = pd.concat([pd.read_csv(f) for f in score_files], ignore_index=True)
+def _read_scores(score_files: list[str | Path]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(f) for f in score_files], ignore_index=True)
+
+
+def build_summary(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int],
+                  metas: dict[str, str | Path] | None = None, outcomes: list[Outcome] | None = None) -> pd.DataFrame:
+    """One row per scored video and protocol, one 'overall' row per protocol (the mean over the
+    clips), and with `outcomes` one row for each video that did not finish (status, failed step,
+    error, log). `metas`: each video's meta.json, for its frame size."""
+    scores = _read_scores(score_files)
+    methods = methods_in(scores)
     means = summarize(scores)
-    metrics = ("psnr_y", "ssim_y", "psnr_rgb", "flicker")
-    wide = means.pivot_table(index=["video", "protocol"], columns="method", values=list(metrics))
+    wide = means.pivot_table(index=["video", "protocol"], columns="method", values=list(METRICS))
     wide.columns = [f"{method}_{metric}" for metric, method in wide.columns]
-    wide = wide.reindex(columns=[f"{m}_{k}" for k in metrics for m in METHODS]).reset_index()  # flicker may be all NaN
-    verdicts = {}
-    for f in verdict_files:
-        verdicts[Path(f).parent.name] = json.loads(Path(f).read_text())
+    wide = wide.reindex(columns=[f"{m}_{k}" for k in METRICS for m in methods]).reset_index()  # flicker may be all NaN
+    verdicts = {Path(f).parent.name: json.loads(Path(f).read_text()) for f in verdict_files}
+    sizes = {v: json.loads(Path(p).read_text()) for v, p in (metas or {}).items() if Path(p).is_file()}
+    wide["status"] = "done"
     wide["scale"] = wide.video.map(scales)
     wide["frames"] = wide.video.map(scores.groupby("video").frame.nunique())
+    wide["width"] = wide.video.map(lambda v: sizes.get(v, {}).get("width", float("nan")))
+    wide["height"] = wide.video.map(lambda v: sizes.get(v, {}).get("height", float("nan")))
+    wide["motion_px"] = wide.video.map(means.groupby("video").motion.mean())
     wide["d_milestone_vs_bicubic_db"] = wide.milestone_psnr_y - wide.bicubic_psnr_y
     wide["d_fine_tuned_vs_bicubic_db"] = wide.fine_tuned_psnr_y - wide.bicubic_psnr_y
     wide["d_fine_tuned_vs_milestone_db"] = wide.fine_tuned_psnr_y - wide.milestone_psnr_y
+    deltas = ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db"]
+    if "single_frame" in methods:  # what the neighbouring frames add to the base
+        wide["d_milestone_vs_single_frame_db"] = wide.milestone_psnr_y - wide.single_frame_psnr_y
+        deltas.append("d_milestone_vs_single_frame_db")
     for column, (key, missing) in VERDICT_COLUMNS.items():  # a verdict without fine-tuning has no guard fields
         wide[column] = wide.video.map(lambda v, key=key, missing=missing: verdicts.get(v, {}).get(key, missing))
-    order = ["video", "protocol", "scale", "frames"]
-    order += [f"{m}_{k}" for k in metrics for m in METHODS]
-    order += ["d_milestone_vs_bicubic_db", "d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db",
-              *VERDICT_COLUMNS]
-    wide = wide[order]
+    order = ["video", "status", "protocol", "scale", "frames", "width", "height", "motion_px"]
+    order += [f"{m}_{k}" for k in METRICS for m in methods]
+    order += [*deltas, *VERDICT_COLUMNS, *FAILURE_COLUMNS]
+    wide = wide.reindex(columns=order)
+    total = len(outcomes) if outcomes else wide.video.nunique()
     numeric = wide.select_dtypes("number").columns
+    overall_rows = []
     for protocol, group in wide.groupby("protocol", sort=False):
         overall = group[numeric].mean().to_dict()
         kept = f"{(group.kept == 'fine_tuned').sum()}/{len(group)} fine-tuned"
-        overall.update(video="overall", protocol=protocol, guard_signal="", guard_reason="", kept=kept,
-                       scale=float("nan"), frames=group.frames.sum())
-        wide = pd.concat([wide, pd.DataFrame([overall])], ignore_index=True)
-    return wide
+        overall.update(video="overall", status=f"{len(group)} of {total} videos", protocol=protocol, guard_signal="",
+                       guard_reason="", kept=kept, scale=float("nan"), frames=group.frames.sum(),
+                       width=float("nan"), height=float("nan"))
+        overall_rows.append(overall)
+    failed = [{"video": o.video, "status": o.status, "protocol": "", "failed_step": o.step, "error": o.error,
+               "log": o.log} for o in outcomes or () if o.status != "done"]
+    return pd.concat([wide, pd.DataFrame(overall_rows, columns=order), pd.DataFrame(failed, columns=order)],
+                     ignore_index=True)
+
+
+FAILURE_COLUMNS = ("failed_step", "error", "log")
+LABELS = {"bicubic": "bicubic", "single_frame": "single-frame milestone", "milestone": "milestone",
+          "fine_tuned": "fine-tuned"}
+
+
+def _scored(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary.status == "done"]
+
+
+def _not_done(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[~summary.status.isin(["done"]) & (summary.video != "overall")]
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
-    header = ("| video | protocol | × | frames | bicubic Y-PSNR / SSIM | milestone | fine-tuned | Δ vs bicubic | "
-              "Δ vs milestone | flicker: bicubic / milestone / fine-tuned | kept (held-out gain ± s.e., signal) | "
-              "fine-tune s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = []
-    for r in summary.itertuples():
-        scale = "" if pd.isna(r.scale) else f"{int(r.scale)}"
-        secs = "" if pd.isna(r.fine_tune_seconds) else f"{r.fine_tune_seconds:.0f}"
-        kept = r.kept if pd.isna(r.guard_gain_db) or not r.guard_signal else (
-            f"{r.kept} ({r.guard_gain_db:+.3f} ± {r.guard_stderr_db:.3f}, {r.guard_signal})")
-        flicker = " / ".join("–" if pd.isna(v) else f"{v:.2f}"
-                             for v in (r.bicubic_flicker, r.milestone_flicker, r.fine_tuned_flicker))
-        lines.append(
-            f"| {r.video} | {r.protocol} | {scale} | {int(r.frames)} | "
-            f"{r.bicubic_psnr_y:.2f} / {r.bicubic_ssim_y:.4f} | {r.milestone_psnr_y:.2f} / {r.milestone_ssim_y:.4f} | "
-            f"{r.fine_tuned_psnr_y:.2f} / {r.fine_tuned_ssim_y:.4f} | "
-            f"{r.d_fine_tuned_vs_bicubic_db:+.2f} dB | {r.d_fine_tuned_vs_milestone_db:+.2f} dB | {flicker} | {kept} | "
-            f"{secs} |"
-        )
-    return header + "\n".join(lines) + "\n"
+    """The scored videos and the overall rows; then, when some did not finish, their own table."""
+    methods = [m for m in ALL_METHODS if f"{m}_psnr_y" in summary]
+    single = "single_frame" in methods
+    heads = ["video", "protocol", "×", "frames", *(f"{LABELS[m]} Y-PSNR / SSIM" for m in methods), "Δ vs bicubic",
+             "Δ vs milestone", *(["Δ milestone vs single-frame"] if single else []),
+             f"flicker: {' / '.join(LABELS[m] for m in methods)}", "kept (held-out gain ± s.e., signal)", "fine-tune s"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for r in summary[(summary.status == "done") | (summary.video == "overall")].to_dict("records"):
+        secs = "" if pd.isna(r["fine_tune_seconds"]) else f"{r['fine_tune_seconds']:.0f}"
+        kept = r["kept"] if pd.isna(r["guard_gain_db"]) or not r["guard_signal"] else (
+            f"{r['kept']} ({r['guard_gain_db']:+.3f} ± {r['guard_stderr_db']:.3f}, {r['guard_signal']})")
+        name = r["video"] if r["video"] != "overall" else f"overall ({r['status']})"
+        scale = "" if pd.isna(r["scale"]) else f"{int(r['scale'])}"
+        cells = [_md_cell(name), r["protocol"], scale, f"{int(r['frames'])}"]
+        cells += ["–" if pd.isna(r[f"{m}_psnr_y"]) else f"{r[f'{m}_psnr_y']:.2f} / {r[f'{m}_ssim_y']:.4f}"
+                  for m in methods]
+        deltas = ["d_fine_tuned_vs_bicubic_db", "d_fine_tuned_vs_milestone_db"]
+        cells += ["–" if pd.isna(r[d]) else f"{r[d]:+.2f} dB"
+                  for d in deltas + (["d_milestone_vs_single_frame_db"] if single else [])]
+        cells.append(" / ".join("–" if pd.isna(r[f"{m}_flicker"]) else f"{r[f'{m}_flicker']:.2f}" for m in methods))
+        cells += [kept, secs]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    missing = _not_done(summary)
+    if len(missing):
+        total = len(summary[summary.video != "overall"].video.unique())
+        text += (f"\n## Videos that did not finish ({len(missing)} of {total})\n\n"
+                 "| video | status | step | error | log |\n|---|---|---|---|---|\n")
+        text += "".join(f"| {_md_cell(r.video)} | {r.status} | {r.failed_step or '–'} | {_md_cell(r.error)} | "
+                        f"{_md_cell(r.log) if r.log else '–'} |\n" for r in missing.itertuples())
+    return text
 
 
-def plot_per_frame(score_files: list[str | Path], out_png: str | Path) -> None:
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def plot_per_frame(scores: pd.DataFrame, out_png: str | Path) -> None:
+    """One video's Y-PSNR per scored frame, every method (made by `evaluate`, one file per video)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tables = [pd.read_csv(f) for f in score_files]
-    fig, axes = plt.subplots(len(tables), 1, figsize=(9, 2.6 * len(tables)), squeeze=False)
-    for ax, table in zip(axes[:, 0], tables, strict=True):
-        for method in METHODS:
-            part = table[table.method == method].sort_values("frame")
-            ax.plot(part.frame, part.psnr_y, label=method, marker="." if len(part) < 40 else None)
-        ax.set_title(f"{table.video.iloc[0]} ({table.protocol.iloc[0]})", fontsize=10)
-        ax.set_ylabel("Y-PSNR (dB)")
-        ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("frame")
-    axes[0, 0].legend(loc="best", fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for method in methods_in(scores):
+        part = scores[scores.method == method].sort_values("frame")
+        ax.plot(part.frame, part.psnr_y, label=LABELS[method], marker="." if len(part) < 40 else None)
+    ax.set_title(f"{scores.video.iloc[0]} ({scores.protocol.iloc[0]})", fontsize=10)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("Y-PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     with atomic_output(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+BARS_UP_TO = 30  # per-video bars up to this many videos; distributions above
 
 
 def plot_gains(summary: pd.DataFrame, out_png: str | Path) -> None:
+    """The run at a glance, for 3 videos or 3000: the gains over bicubic (a bar per video up to
+    `BARS_UP_TO` videos, else their histograms), and the fine-tuned gain against the frame size
+    and against the ground truth's motion (benchmark videos)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = summary[summary.video != "overall"]
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 3.5))
-    x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], rows.d_milestone_vs_bicubic_db, 0.4, label="milestone − bicubic")
-    ax.bar([i + 0.2 for i in x], rows.d_fine_tuned_vs_bicubic_db, 0.4, label="fine-tuned − bicubic")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(list(x), rows.video, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("Y-PSNR gain (dB)")
+    rows = _scored(summary)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    series = {"milestone − bicubic": rows.d_milestone_vs_bicubic_db,
+              "fine-tuned − bicubic": rows.d_fine_tuned_vs_bicubic_db}
+    if len(rows) <= BARS_UP_TO:
+        x = range(len(rows))
+        for k, (label, values) in enumerate(series.items()):
+            ax.bar([i - 0.2 + 0.4 * k for i in x], values, 0.4, label=label)
+        ax.set_xticks(list(x), rows.video, rotation=20, ha="right", fontsize=7)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel("Y-PSNR gain (dB)")
+    else:
+        for label, values in series.items():
+            ax.hist(values.dropna(), bins=min(60, max(10, len(rows) // 10)), alpha=0.6, label=label)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel("Y-PSNR gain (dB)")
+        ax.set_ylabel("videos")
+    ax.set_title(f"gain over bicubic, {len(rows)} videos", fontsize=10)
     ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    pixels = rows.width * rows.height
+    for ax, x, label in ((axes[1], pixels, "source frame size (pixels)"),
+                         (axes[2], rows.motion_px, "ground-truth motion (px per frame)")):
+        for protocol, part in rows.groupby("protocol", sort=False):
+            ax.scatter(x[part.index], part.d_fine_tuned_vs_bicubic_db, s=12, alpha=0.7, label=protocol)
+        if x.notna().any() and (x > 0).all() and x.max() > 10 * x.min():
+            ax.set_xscale("log")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("fine-tuned − bicubic (dB)")
+        ax.legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_output(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
+HTML_SCRIPT = """
+const table = document.getElementById('summary');
+const rows = () => Array.from(table.tBodies[0].rows);
+document.getElementById('filter').addEventListener('input', e => {
+  const words = e.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
+  for (const r of rows()) r.hidden = !words.every(w => r.textContent.toLowerCase().includes(w));
+});
+Array.from(table.tHead.rows[0].cells).forEach((th, col) => th.addEventListener('click', () => {
+  const up = th.dataset.order !== 'up';
+  for (const other of table.tHead.rows[0].cells) delete other.dataset.order;
+  th.dataset.order = up ? 'up' : 'down';
+  const key = r => { const v = r.cells[col].dataset.v; return v === undefined ? r.cells[col].textContent : +v; };
+  const sorted = rows().sort((a, b) => { const x = key(a), y = key(b);
+    const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+    return up ? c : -c; });
+  for (const r of sorted) table.tBodies[0].appendChild(r);
+}));
+"""
+HTML_STYLE = ("body{font:13px sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+              "padding:2px 6px;text-align:right}td:first-child,td.t{text-align:left}th{cursor:pointer;"
+              "background:#eee;position:sticky;top:0}th[data-order=up]:after{content:' ▲'}"
+              "th[data-order=down]:after{content:' ▼'}tr.failed{background:#fdd}tr.overall{font-weight:bold}"
+              "#filter{width:30em;margin:0.5em 0}")
+
+
+def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str) -> None:
+    """The whole summary as one self-contained page (no downloads): click a heading to sort by it,
+    type in the box to keep the rows holding every word (a video name, "failed", a step)."""
+    columns = [c for c in summary.columns if summary[c].notna().any() and (summary[c].astype(str) != "").any()]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for r in summary.to_dict("records"):
+        kind = "overall" if r["video"] == "overall" else ("failed" if r["status"] != "done" else "")
+        cells = []
+        for c in columns:
+            v = r[c]
+            if isinstance(v, float):
+                text = "" if pd.isna(v) else (f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}")
+                cells.append(f'<td data-v="{"" if pd.isna(v) else repr(v)}">{text}</td>' if not pd.isna(v)
+                             else "<td></td>")
+            elif isinstance(v, int | bool) and not isinstance(v, bool):
+                cells.append(f'<td data-v="{v}">{v}</td>')
+            else:
+                cells.append(f'<td class="t">{html.escape(str(v))}</td>')
+        body.append(f'<tr class="{kind}">{"".join(cells)}</tr>')
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>videnhance report</title>"
+            f"<style>{HTML_STYLE}</style></head><body><h1>videnhance report</h1>"
+            f"<input id='filter' placeholder='filter: words every shown row must contain'>"
+            f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"<p>{html.escape(notes)}</p><script>{HTML_SCRIPT}</script></body></html>\n")
+    atomic_write_text(out_html, page)
+
+
 def write_report(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int],
-                 out_csv: str | Path, out_md: str | Path, out_frames_png: str | Path, out_gains_png: str | Path,
-                 border: int = 0, degradation: str = "BI") -> pd.DataFrame:
-    summary = build_summary(score_files, verdict_files, scales)
+                 out_csv: str | Path, out_md: str | Path, out_html: str | Path, out_gains_png: str | Path,
+                 out_run: str | Path, border: int = 0, degradation: str = "BI",
+                 metas: dict[str, str | Path] | None = None, outcomes: list[Outcome] | None = None) -> pd.DataFrame:
+    """Write the summary (csv, md, html), the run's plot and `out_run`: run.json, a record that the
+    run was complete. With `outcomes` where some video did not finish, run.json is removed instead,
+    so the workflow's `report` rule runs again once every video has its scores."""
+    summary = build_summary(score_files, verdict_files, scales, metas, outcomes)
     with atomic_output(out_csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4f")
     protocol = PROTOCOL.format(border=border, degradation=degradation, kernel=KERNELS[degradation])
-    text = ("# videnhance report\n\n" + markdown_table(summary) + "\n" + protocol
-            + "\n\n'kept' is the guard's verdict: the fine-tuned model is delivered only if it beat the base model "
-            "on pairs made from the video's held-out frames: its mean Y-PSNR gain per held-out frame ± standard error, "
-            "on the signal that decided (near_scale: the base model's output for held-out frames, shrunk slightly, → "
-            "that degraded: pairs at the scale of use; frame: held-out frame degraded ×scale → frame). "
-            "Each video's verdict.json has both signals, every round, and the reason.\n")
-    atomic_write_text(out_md, text)
-    plot_per_frame(score_files, out_frames_png)
+    guard = ("'kept' is the guard's verdict: the fine-tuned model is delivered only if it beat the base model "
+             "on pairs made from the video's held-out frames: its mean Y-PSNR gain per held-out frame ± standard "
+             "error, on the signal that decided (near_scale: the base model's output for held-out frames, shrunk "
+             "slightly, → that degraded: pairs at the scale of use; frame: held-out frame degraded ×scale → frame). "
+             "Each video's verdict.json has both signals, every round, and the reason.")
+    notes = protocol + "\n\n" + guard
+    if "single_frame_psnr_y" in summary:
+        notes += ("\n\nThe base is a multi-frame model. 'single-frame milestone' is the single-frame network it is "
+                  "built around, run on each frame alone (the guard's third choice): 'Δ milestone vs single-frame' is "
+                  "what the neighbouring frames add before any fine-tuning.")
+    missing = _not_done(summary)
+    atomic_write_text(out_md, "# videnhance report\n\n" + markdown_table(summary) + "\n" + notes + "\n")
+    write_html(summary, out_html, notes)
     plot_gains(summary, out_gains_png)
+    done = int((summary.status == "done").sum())
+    if len(missing):
+        Path(out_run).unlink(missing_ok=True)
+    else:
+        atomic_write_text(out_run, json.dumps({"complete": True, "videos": done}, indent=2) + "\n")
     log.info("\n%s", markdown_table(summary))
     return summary

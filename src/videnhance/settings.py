@@ -193,7 +193,7 @@ class Evaluate(Section):
 
 SECTIONS: dict[str, type[Section]] = {cls.NAME: cls for cls in (Videos, Model, Degrade, Pretrain, Extract, FineTune,
                                                                  Benchmark, Infer, Encode, Evaluate)}
-PLAIN_KEYS = ("results", "scale", "device", "checkpoint")  # top-level config keys that are not sections
+PLAIN_KEYS = ("results", "scale", "device", "memory_mb", "checkpoint")  # top-level config keys that are not sections
 VIDEO_KEYS = ("mode", "video", "scales")  # what a step knows about its video, not config keys
 
 
@@ -211,6 +211,7 @@ class Settings:
     results: str | None = None
     scale: int | None = None
     device: str | None = None
+    memory_mb: int | None = None
     checkpoint: str | None = None
     videos: Videos | None = None
     model: Model | None = None

@@ -60,10 +60,13 @@ def step(log_path: str | None, threads: int = 1, name: str = "videnhance"):
 def rule_step(sm):
     """`step` for a Snakemake script: the rule's log, threads and name, and the step's settings:
     the rule's `params` (the config sections it declares, so Snakemake reruns it when they change;
-    `version` is only there for that) plus the run-time `device` and `infer` keys."""
+    `version` is only there for that) plus the run-time `device`, `memory_mb` and `infer` keys,
+    and the memory budget they set (`memory.set_budget`)."""
     from .config import runtime_settings
+    from .memory import set_budget
     from .settings import Settings
 
     settings = Settings.from_dict({k: v for k, v in sm.params.items() if k != "version"} | runtime_settings(sm.config))
+    set_budget(settings.memory_mb)
     with step(sm.log[0] if sm.log else None, sm.threads, sm.rule):
         yield settings

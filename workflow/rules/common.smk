@@ -1,9 +1,12 @@
 # Configuration, the video list and the input helpers every other rule file uses.
 import os
 import re
+import sys
 
 import videnhance
 from videnhance.config import list_videos, validate_config, video_settings
+from videnhance.archs import frames_in
+from videnhance.settings import Model
 
 CFG = validate_config(
     config
@@ -14,6 +17,8 @@ VERSION = (
     videnhance.__version__
 )  # a rule param, so a new library version reruns the steps
 EXT = CFG["encode"]["container"]
+# a multi-frame base: benchmark mode also scores its own single-frame network (the report's row)
+MULTI_FRAME = frames_in(Model.from_dict(CFG["model"])) > 1
 # every rule's environment (the path is from workflow/rules/); its `-e ${VIDENHANCE_ROOT}` line
 # installs this checkout (see envs/videnhance.yaml)
 CONDA_ENV = "../../envs/videnhance.yaml"
@@ -25,7 +30,14 @@ RESULTS = CFG["results"].rstrip("/")
 wildcard_constraints:
     video="|".join(map(re.escape, VIDEOS)) or "NO_VIDEOS",
     scale=r"\d+",
-    which="enhanced|milestone",
+    which="enhanced|milestone|single_frame",
+
+
+def video_setting(key):
+    """A param of the rules: this video's effective setting `key` (the sheet row's overrides applied).
+    A plain dict lookup: `lookup(dpath=…, within=SETTINGS)` walks every video's settings for each
+    job, which made `snakemake -n` quadratic in the number of videos (520 s for 1000)."""
+    return lambda wildcards: SETTINGS[wildcards.video][key]
 
 
 def source_video(wildcards):
@@ -54,7 +66,8 @@ def base_model_for(wildcards):
 
 
 def model_for(wildcards):
-    """What `infer` runs: the video's model (enhanced), or the base model (milestone)."""
+    """What `infer` runs: the video's model (enhanced), or the base model (milestone; single_frame:
+    the base's own single-frame network)."""
     if wildcards.which == "enhanced":
         return f"{RESULTS}/{wildcards.video}/model.pt"
     return base_model_for(wildcards)
@@ -91,6 +104,11 @@ def evaluate_inputs(wildcards):
             "input_video": f"{RESULTS}/{vid}/input.mkv",
             "milestone": f"{RESULTS}/{vid}/infer/milestone.mkv",
             "enhanced": f"{RESULTS}/{vid}/infer/enhanced.mkv",
+            **(
+                {"single_frame": f"{RESULTS}/{vid}/infer/single_frame.mkv"}
+                if MULTI_FRAME
+                else {}
+            ),
         }
     return {
         "pairs": f"{RESULTS}/{vid}/pairs.npz",
@@ -107,7 +125,8 @@ def get_final_outputs():
             f"{RESULTS}/{vid}/side_by_side.mp4",
         ]
     if VIDEOS:
-        outputs += [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/summary.md"]
+        # run.json: written only by a complete report, so a partial one (onerror) is redone
+        outputs += [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/run.json"]
     return outputs
 
 
@@ -121,3 +140,14 @@ def mem_mb(megabytes):
 def runtime(minutes):
     """A rule's time limit (minutes; Slurm's `-t`), doubled on each retry like `mem_mb`."""
     return lambda wildcards, attempt: minutes * attempt
+
+
+def pending_videos():
+    """The videos with jobs Snakemake still had to run when the run stopped (None where this
+    Snakemake's job graph cannot say: then a video with scores counts as done)."""
+    try:
+        jobs = workflow.dag.needrun_jobs()
+    except AttributeError:
+        return None
+    return {dict(job.wildcards).get("video") for job in jobs} - {None}
+

@@ -19,7 +19,7 @@ rule infer:
         runtime=runtime(120),
         gpu=1,
     params:
-        mode=lookup(dpath="{video}/mode", within=SETTINGS),
+        mode=video_setting("mode"),
         encode=CFG["encode"],
         version=VERSION,
     script:
@@ -46,7 +46,7 @@ rule reassemble:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),
     params:
-        mode=lookup(dpath="{video}/mode", within=SETTINGS),
+        mode=video_setting("mode"),
         encode=CFG["encode"],
         version=VERSION,
     script:

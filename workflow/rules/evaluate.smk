@@ -9,8 +9,16 @@ rule evaluate:
         crops=report(
             f"{RESULTS}/{{video}}/crops.png",
             caption="../report/crops.rst",
-            category="Crops",
-            labels={"video": "{video}"},
+            category="Videos",
+            subcategory="{video}",
+            labels={"video": "{video}", "figure": "crops"},
+        ),
+        per_frame=report(
+            f"{RESULTS}/{{video}}/psnr_per_frame.png",
+            caption="../report/per_frame.rst",
+            category="Videos",
+            subcategory="{video}",
+            labels={"video": "{video}", "figure": "per-frame Y-PSNR"},
         ),
     log:
         f"{RESULTS}/{{video}}/logs/evaluate.log",
@@ -25,8 +33,8 @@ rule evaluate:
         gpu=get_evaluate_gpus,
     params:
         video=get_video_id,
-        mode=lookup(dpath="{video}/mode", within=SETTINGS),
-        scale=lookup(dpath="{video}/scale", within=SETTINGS),
+        mode=video_setting("mode"),
+        scale=video_setting("scale"),
         evaluate=CFG["evaluate"],
         version=VERSION,
     script:
@@ -37,6 +45,7 @@ rule report:
     input:
         scores=expand(f"{RESULTS}/{{video}}/scores.csv", video=VIDEOS),
         verdicts=expand(f"{RESULTS}/{{video}}/verdict.json", video=VIDEOS),
+        metas=expand(f"{RESULTS}/{{video}}/meta.json", video=VIDEOS),
     output:
         csv=report(
             f"{RESULTS}/report/summary.csv",
@@ -50,18 +59,21 @@ rule report:
             category="Summary",
             labels={"table": "markdown"},
         ),
-        per_frame=report(
-            f"{RESULTS}/report/psnr_per_frame.png",
-            caption="../report/per_frame.rst",
-            category="Plots",
-            labels={"plot": "per-frame Y-PSNR"},
+        html=report(
+            f"{RESULTS}/report/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "sortable"},
         ),
         gains=report(
             f"{RESULTS}/report/gains.png",
             caption="../report/gains.rst",
-            category="Plots",
-            labels={"plot": "gain over bicubic"},
+            category="Summary",
+            labels={"table": "plots"},
         ),
+        # written only when every video has its scores: after a failed run the partial report
+        # (`onerror`, common.smk) removes it, so this rule runs again once the videos are fixed
+        run=f"{RESULTS}/report/run.json",
     log:
         f"{RESULTS}/report/logs/report.log",
     conda:
@@ -76,3 +88,21 @@ rule report:
         version=VERSION,
     script:
         "../scripts/report.py"
+
+
+onerror:
+    from videnhance.runs import report_after_failure
+
+    try:
+        message = report_after_failure(
+            list(VIDEOS),
+            RESULTS,
+            log,
+            pending_videos(),
+            {vid: s["scale"] for vid, s in SETTINGS.items()},
+            CFG["evaluate"]["crop_border"],
+            CFG["benchmark"]["degradation"],
+        )
+    except Exception as err:  # the run's own error is what matters; say why there is no report
+        message = f"videnhance: could not write the report of the videos that finished: {err!r}"
+    print(message, file=sys.stderr)

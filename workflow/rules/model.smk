@@ -67,8 +67,8 @@ rule fine_tune:
         runtime=runtime(60),
         gpu=1,
     params:
-        fine_tune=lookup(dpath="{video}/fine_tune", within=SETTINGS),
-        degrade=lookup(dpath="{video}/degrade", within=SETTINGS),
+        fine_tune=video_setting("fine_tune"),
+        degrade=video_setting("degrade"),
         version=VERSION,
     script:
         "../scripts/fine_tune.py"

@@ -14,8 +14,8 @@ rule probe:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),
     params:
-        scale=lookup(dpath="{video}/scale", within=SETTINGS),
-        mode=lookup(dpath="{video}/mode", within=SETTINGS),
+        scale=video_setting("scale"),
+        mode=video_setting("mode"),
         version=VERSION,
     script:
         "../scripts/probe.py"
@@ -39,8 +39,8 @@ rule degrade_gt:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),
     params:
-        scale=lookup(dpath="{video}/scale", within=SETTINGS),
-        benchmark=lookup(dpath="{video}/benchmark", within=SETTINGS),
+        scale=video_setting("scale"),
+        benchmark=video_setting("benchmark"),
         version=VERSION,
     script:
         "../scripts/degrade_gt.py"
@@ -61,7 +61,7 @@ rule extract:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),
     params:
-        extract=lookup(dpath="{video}/extract", within=SETTINGS),
+        extract=video_setting("extract"),
         model=CFG["model"],  # a multi-frame model's samples are windows
         version=VERSION,
     script:
@@ -81,8 +81,8 @@ rule degrade:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),
     params:
-        scale=lookup(dpath="{video}/scale", within=SETTINGS),
-        degrade=lookup(dpath="{video}/degrade", within=SETTINGS),
+        scale=video_setting("scale"),
+        degrade=video_setting("degrade"),
         version=VERSION,
     script:
         "../scripts/degrade.py"

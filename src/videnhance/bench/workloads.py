@@ -260,9 +260,10 @@ def _work_finetune(spec: dict) -> dict:
     GPU step."""
     torch = _set_threads(spec)
 
+    from ..archs import arch_kwargs
     from ..config import full_video_settings
     from ..infer import pick_device
-    from ..models import arch_kwargs, build_model, save_model
+    from ..models import build_model, save_model
     from ..pipeline import run_video
 
     cfg, work = spec["config"], Path(spec["workdir"])
