@@ -105,6 +105,14 @@ def bytes_per_pixel(model, scale: int) -> float:
     try:
         with torch.inference_mode():
             out = model(torch.rand(shape, device=device))
+    except Exception as err:  # noqa: BLE001 - filtered just below
+        from .infer import is_out_of_memory
+
+        if not is_out_of_memory(err):
+            raise
+        log.warning("the memory probe (%dx%d) ran out of memory; the out-of-memory retries size the calls", side, side)
+        _per_pixel[model] = 0.0  # unknown: whole frames first, then `InferPlan` shrinks on errors
+        return 0.0
     finally:
         for h in hooks:
             h.remove()
@@ -120,6 +128,8 @@ def fit(model, n: int, h: int, w: int, scale: int, batch_size: int, overlap: int
     the budget: the configured batch if it fits, else fewer frames, else one frame in tiles."""
     allowed = budget(device)
     per_px = bytes_per_pixel(model, scale)
+    if per_px <= 0:
+        return max(1, min(batch_size, n or 1)), 0
     frame = per_px * h * w
     batch = max(1, min(batch_size, n or 1))
     if frame * batch <= allowed:
