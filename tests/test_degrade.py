@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, jpeg, make_pairs
+from videnhance.degrade import DegradeChain, codec_roundtrip, crop_to_multiple, eval_degrade, jpeg, make_pairs, shift
 from videnhance.metrics import psnr
 
 from .helpers import photo
@@ -42,3 +42,41 @@ def test_chain_is_seeded_and_varies():
 def test_jpeg_loses_information_in_proportion_to_quality():
     image = photo()
     assert psnr(image, jpeg(image, 95)) > psnr(image, jpeg(image, 20))
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_codec_round_trip_in_memory_keeps_size_and_hurts_more_at_higher_crf(codec):
+    image = photo("coffee")[:61, :83]  # odd sides: padded for 4:2:0 and cropped back
+    clip = np.stack([shift(image, 1, -2), image])
+    errors = []
+    for crf in (18, 40):
+        out = codec_roundtrip(clip, codec, crf)
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, codec_roundtrip(clip, codec, crf))  # deterministic
+        errors.append(np.abs(out[-1].astype(int) - image).mean())
+    assert 0 < errors[0] < errors[1]
+
+
+def test_the_codec_in_the_chain_is_seeded_and_leaves_codec_free_chains_alone():
+    hr = photo("coffee")[:64, :66]
+    plain = DegradeChain.defaults(jpeg_prob=0.5)
+    unused = DegradeChain.defaults(jpeg_prob=0.5, codec_prob=0.0, codec=["libx265"], codec_crf=[40, 45])
+    for seed in range(4):  # no codec draws when codec_prob is 0: the random stream is the old one
+        np.testing.assert_array_equal(plain.apply(hr, 2, np.random.default_rng(seed)),
+                                      unused.apply(hr, 2, np.random.default_rng(seed)))
+    coded = DegradeChain.defaults(codec_prob=1.0, codec=["libx264"], codec_crf=[35, 35])
+    a, b = (coded.apply(hr, 2, np.random.default_rng(7)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    clean = DegradeChain.defaults().apply(hr, 2, np.random.default_rng(7))
+    assert a.shape == clean.shape == (32, 33, 3) and np.abs(a.astype(int) - clean).mean() > 0.5
+    window = np.stack([shift(hr, 0, d) for d in (-1, 0, 1)])
+    out = coded.apply_window(window, 2, np.random.default_rng(3))
+    assert out.shape == (3, 32, 33, 3)
+    np.testing.assert_array_equal(out, coded.apply_window(window, 2, np.random.default_rng(3)))
+
+
+def test_shift_moves_content_and_repeats_the_edge():
+    image = np.arange(20, dtype=np.uint8).reshape(4, 5, 1).repeat(3, axis=2)
+    moved = shift(image, 1, -2)
+    np.testing.assert_array_equal(moved[1:, :3], image[:3, 2:])
+    np.testing.assert_array_equal(moved[0], moved[1])

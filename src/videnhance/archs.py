@@ -44,6 +44,9 @@ class Arch:
         bf16: it may run under bfloat16 autocast on CUDA.
         residual: it predicts a residual over the bicubic upscale, so a zero-initialised tail is
             exactly bicubic.
+        from_weights: the network is recognised from a checkpoint's tensors (spandrel), not built
+            from config keys: `build` passes the state_dict to the builder, and there is no
+            `pretrain` for it.
         description: one line for the config reference and error messages.
     """
 
@@ -55,16 +58,20 @@ class Arch:
     multiple_of: int = 1
     bf16: bool = True
     residual: bool = True
+    from_weights: bool = False
     description: str = ""
 
-    def build(self, scale: int, **kwargs: Any):
-        """A freshly initialised network at `scale` with `kwargs` (the file's or the config's)."""
+    def build(self, scale: int, state_dict: dict | None = None, **kwargs: Any):
+        """A freshly initialised network at `scale` with `kwargs` (the file's or the config's); a
+        `from_weights` architecture is built from `state_dict`."""
         if scale not in self.scales:
             raise ModelFileError(f"model.arch {self.name} supports scales {list(self.scales)}, not {scale}")
         builder = self.builder
         if isinstance(builder, str):
             module, _, attr = builder.partition(":")
             builder = getattr(importlib.import_module(module), attr)
+        if self.from_weights:
+            return builder(scale=scale, state_dict=state_dict, **kwargs)
         return builder(scale=scale, **kwargs)
 
     def frames(self, kwargs: dict) -> int:
@@ -114,5 +121,10 @@ register(Arch("temporal", "videnhance.temporal:TemporalSR",
               frames_in=lambda kwargs: 2 * kwargs["radius"] + 1,
               description="srresnet plus a zero-initialised branch fusing 2·radius neighbouring frames, aligned by "
                           "optical flow (align: dis) or not (none)"))
+register(Arch("spandrel", "videnhance.community:build", (), scales=(1, 2, 3, 4, 8), residual=False, from_weights=True,
+              description="a community checkpoint (Real-ESRGAN, SwinIR, SPAN, Compact, …) recognised by spandrel; "
+                          "set by `checkpoint`, never pretrained"))
+register(Arch("upconv7", "videnhance.models:UpConv7", (), scales=(2,), residual=False,
+              description="waifu2x's upconv_7 (×2), imported from ncnn weights by `videnhance import-weights`"))
 register(Arch("unet", "videnhance.models:UNetSR", ("encoder",), scales=(1, 2, 3, 4, 8),
               description="the seed's fastai U-Net (resnet encoder, random init) on the bicubic upscale"))

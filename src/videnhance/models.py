@@ -93,6 +93,28 @@ class UNetSR(nn.Module):
         return base + self.unet(base - 0.5)
 
 
+class UpConv7(nn.Module):
+    """waifu2x's upconv_7 at ×2: six unpadded 3×3 convolutions with leaky ReLU (0.1) and a 4×4
+    stride-2 transposed convolution. It trims 7 pixels a side, so the input is padded by 7
+    (replicate, as waifu2x does) and the output is exactly twice the input."""
+
+    PAD = 7
+
+    def __init__(self, scale: int = 2):
+        super().__init__()
+        if scale != 2:
+            raise ValueError(f"upconv_7 is a ×2 network, not ×{scale}")
+        self.scale = 2
+        widths = (3, 16, 32, 64, 128, 128, 256)
+        self.body = nn.Sequential(*[m for a, b in zip(widths, widths[1:], strict=False)
+                                    for m in (nn.Conv2d(a, b, 3), nn.LeakyReLU(0.1))])
+        self.up = nn.ConvTranspose2d(256, 3, 4, stride=2, padding=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (self.PAD,) * 4, mode="replicate")
+        return self.up(self.body(x))
+
+
 def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
     """A freshly initialised network of a registered architecture (`archs`)."""
     return get_arch(arch).build(scale, **kwargs)
@@ -114,6 +136,12 @@ class LoadedModel:
     def frames_in(self) -> int:
         """Input frames per output frame (`archs.Arch.frames`)."""
         return self.arch.frames(self.kwargs)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether it may run under bfloat16 autocast: the architecture's say, and for a community
+        network what spandrel reports for it."""
+        return self.arch.bf16 and bool(self.kwargs.get("bf16", True))
 
     def single_frame(self) -> LoadedModel | None:
         """The single-frame network a multi-frame one is built around (its `single`, as the Arch
@@ -143,6 +171,7 @@ def save_model(model: nn.Module, path: str | Path, arch: str, scale: int, kwargs
 
 
 def _load_payload(path: Path) -> dict:
+    """Our header (arch, scale, kwargs, provenance; absent for a plain state_dict) and the tensors."""
     if not path.is_file():
         raise ModelFileError(f"{path}: checkpoint file not found. Fix `checkpoint` in the config, "
                              "or remove it to use the pipeline's own pretrained model.")
@@ -154,7 +183,7 @@ def _load_payload(path: Path) -> dict:
             meta = f.metadata() or {}
         state = load_file(str(path))
         header = json.loads(meta.get(FORMAT, "{}"))
-        return {**header, "state_dict": state}
+        return {**header, "state_dict": state, "metadata": {k: v for k, v in meta.items() if k != FORMAT}}
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, …
@@ -164,9 +193,22 @@ def _load_payload(path: Path) -> dict:
         ) from err
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return payload
-    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
-        return {"state_dict": payload}  # a bare state_dict: arch/scale come from the config
+    if isinstance(payload, dict):
+        from spandrel import canonicalize_state_dict  # unwraps params_ema, "module." prefixes, …
+
+        state = canonicalize_state_dict(payload)
+        if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return {"state_dict": state}  # a bare state_dict: arch/scale come from the config or spandrel
     raise ModelFileError(f"{path}: not a videnhance model file or a state_dict.")
+
+
+def _fit(model: nn.Module, state: dict) -> list[str]:
+    """Load `state` into `model`; what did not fit (empty: all of it did)."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # tensor shapes differ
+        return [str(err).splitlines()[1].strip()]
+    return [*missing, *unexpected]
 
 
 def load_model(path: str | Path, arch: str | None = None, scale: int | None = None,
@@ -174,32 +216,79 @@ def load_model(path: str | Path, arch: str | None = None, scale: int | None = No
     """Load a checkpoint; `arch`/`scale`/`kwargs` are what the configuration expects.
 
     A header in the file wins over `kwargs`, but its arch and scale must match what was asked for.
+    A plain state_dict is loaded as the configured architecture if it fits it, else as the
+    community architecture spandrel recognises in it (`community`).
     """
     path = Path(path)
     payload = _load_payload(path)
+    state = payload["state_dict"]
     file_arch, file_scale = payload.get("arch"), payload.get("scale")
-    if arch and file_arch and file_arch != arch:
+    if arch and file_arch and file_arch != arch and not get_arch(file_arch).from_weights:
         raise ModelFileError(f"{path}: holds a {file_arch!r} model, the config asks for {arch!r}. "
                              f"Set model.arch: {file_arch} or use another checkpoint.")
-    if scale and file_scale and int(file_scale) != int(scale):
+    if not file_arch:
+        return _load_plain(path, state, arch, scale, kwargs, payload.get("metadata") or {})
+    if scale and int(file_scale) != int(scale):
         raise ModelFileError(f"{path}: is a ×{file_scale} model, this video needs ×{scale}. "
                              f"Use a ×{scale} checkpoint or set scale: {file_scale}.")
-    arch = file_arch or arch
-    scale = int(file_scale or scale or 0)
-    if not arch or not scale:
-        raise ModelFileError(f"{path}: a bare state_dict needs model.arch and scale in the config.")
     model_kwargs = payload.get("kwargs") or dict(kwargs or {})
-    model = build_model(arch, scale, **model_kwargs)
-    try:
-        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
-    except RuntimeError as err:  # tensor shapes differ
-        missing, unexpected = [str(err).splitlines()[1].strip()], []
-    if missing or unexpected:
-        raise ModelFileError(
-            f"{path}: weights do not fit a ×{scale} {arch} with {model_kwargs} "
-            f"(e.g. "
-            f"{(missing or unexpected)[:3]}). Check model.channels/blocks in the config."
-        )
+    descriptor = get_arch(file_arch)
+    model = descriptor.build(int(file_scale), state_dict=state, **model_kwargs)
+    misfit = _fit(model, state)
+    if misfit:
+        raise ModelFileError(f"{path}: damaged model file: its weights do not fit the ×{file_scale} {file_arch} "
+                             f"it describes (e.g. {misfit[:3]}).")
     provenance = payload.get("provenance") or "{}"
     provenance = json.loads(provenance) if isinstance(provenance, str) else dict(provenance)
-    return LoadedModel(model.eval(), get_arch(arch), scale, model_kwargs, provenance, path)
+    return LoadedModel(model.eval(), descriptor, int(file_scale), model_kwargs, provenance, path)
+
+
+def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kwargs: dict | None,
+                metadata: dict) -> LoadedModel:
+    """A state_dict without our header: the configured architecture if it fits, else spandrel's.
+    `metadata`: a safetensors file's own (`import-weights` writes the network and its licence)."""
+    from .community import describe, load_weights
+
+    asked = get_arch(arch) if arch else None
+    misfit: list[str] = []
+    if asked is not None and not asked.from_weights:
+        if not scale:
+            raise ModelFileError(f"{path}: a bare state_dict needs model.arch and scale in the config.")
+        model = asked.build(int(scale), **dict(kwargs or {}))
+        misfit = _fit(model, state)
+        if not misfit:
+            return LoadedModel(model.eval(), asked, int(scale), dict(kwargs or {}), dict(metadata), path)
+        if asked.frames(dict(kwargs or {})) > 1:
+            raise ModelFileError(f"{path}: weights do not fit a ×{scale} {arch} with {kwargs} (e.g. {misfit[:3]}). "
+                                 "Check model.* in the config.")
+    state = load_weights(path)  # canonical keys; refuses suffixes spandrel would open with torch.jit
+    try:
+        file_scale, info = describe(path, state)
+    except ModelFileError as err:
+        if misfit:
+            raise ModelFileError(f"{path}: weights do not fit a ×{scale} {arch} with {kwargs} (e.g. {misfit[:3]}), "
+                                 "and spandrel does not recognise them either. Check model.channels/blocks in "
+                                 "the config.") from err
+        raise
+    if scale and file_scale != int(scale):
+        raise ModelFileError(f"{path}: is a ×{file_scale} {info['name']} model, this video needs ×{scale}. "
+                             f"Use a ×{scale} checkpoint or set scale: {file_scale}.")
+    descriptor = get_arch("spandrel")
+    model = descriptor.build(file_scale, state_dict=state, **info)
+    provenance = {**metadata, "community": info["name"], "file": str(path)}
+    return LoadedModel(model.eval(), descriptor, file_scale, info, provenance, path)
+
+
+def describe_base(path: str | Path) -> dict:
+    """What the report says about a base model file: where it came from, its network, its size
+    and, where known, its licence."""
+    loaded = load_model(path)
+    prov = loaded.provenance
+    source = prov.get("source_provenance") or {}
+    network = loaded.kwargs.get("name") if loaded.arch.from_weights else loaded.arch.name
+    if loaded.kwargs.get("tags"):
+        network += f" ({', '.join(loaded.kwargs['tags'])})"
+    return {"scale": loaded.scale, "source": prov.get("source", str(path)), "network": network,
+            "parameters": sum(p.numel() for p in loaded.module.parameters()),
+            "trained_by": "pretrain (this pipeline)" if source.get("stage") == "pretrain" else "the file's authors",
+            "licence": source.get("licence", "")}

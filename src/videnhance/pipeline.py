@@ -136,6 +136,10 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
     base = load_model(source, arch=settings.model.arch, scale=settings.scale,
                       kwargs=arch_kwargs(settings.model))
+    if base.arch.from_weights and settings.fine_tune.enabled:
+        from .community import check_trainable
+
+        check_trainable(base.kwargs, source)
     base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
                       "source_provenance": base.provenance})
 
@@ -174,7 +178,7 @@ def infer(*, model: str | Path, input_video: str | Path, output: str | Path, set
     stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings.device,
                           batch_size=infer_cfg.batch_size, tile=infer_cfg.tile, overlap=infer_cfg.tile_overlap,
                           meta=info, compile=infer_cfg.compile, transport=infer_cfg.transport,
-                          bf16=loaded.arch.bf16)
+                          bf16=loaded.bf16)
     log.info("infer: %s", stats)
     return stats
 
@@ -234,13 +238,14 @@ def evaluate(*, scores: str | Path, crops: str | Path, settings: Settings, per_f
 
 def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str | Path, md: str | Path,
            html: str | Path, gains: str | Path, run: str | Path, settings: Settings,
-           outcomes: list | None = None) -> None:
+           outcomes: list | None = None, bases: list[str] | None = None) -> None:
     """The run's summary table and plots from every video's scores and verdict; `outcomes`
     (`runs.outcomes`) after a failed run, for the videos that did not finish."""
     from .report import write_report
 
     write_report(scores, verdicts, settings.scales, csv, md, html, gains, run, settings.evaluate.crop_border,
-                 settings.benchmark.degradation, metas={Path(m).parent.name: m for m in metas}, outcomes=outcomes)
+                 settings.benchmark.degradation, metas={Path(m).parent.name: m for m in metas}, outcomes=outcomes,
+                 bases=bases)
 
 
 # ------------------------------------------------------------------------------ one video, whole

@@ -277,10 +277,23 @@ def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str) -> None:
     atomic_write_text(out_html, page)
 
 
+def bases_table(bases: list[str | Path]) -> str:
+    """Which base model each scale started from: file, network, size, who trained it, licence."""
+    from .models import describe_base
+
+    rows = ["| scale | base model | network | parameters | trained by | licence |", "|---|---|---|---|---|---|"]
+    for path in bases:
+        b = describe_base(path)
+        rows.append(f"| ×{b['scale']} | {_md_cell(b['source'])} | {_md_cell(b['network'])} | {b['parameters']:,} | "
+                    f"{b['trained_by']} | {_md_cell(b['licence'] or 'not recorded in the file')} |")
+    return "## Base models\n\n" + "\n".join(rows) + "\n"
+
+
 def write_report(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int],
                  out_csv: str | Path, out_md: str | Path, out_html: str | Path, out_gains_png: str | Path,
                  out_run: str | Path, border: int = 0, degradation: str = "BI",
-                 metas: dict[str, str | Path] | None = None, outcomes: list[Outcome] | None = None) -> pd.DataFrame:
+                 metas: dict[str, str | Path] | None = None, outcomes: list[Outcome] | None = None,
+                 bases: list[str | Path] | None = None) -> pd.DataFrame:
     """Write the summary (csv, md, html), the run's plot and `out_run`: run.json, a record that the
     run was complete. With `outcomes` where some video did not finish, run.json is removed instead,
     so the workflow's `report` rule runs again once every video has its scores."""
@@ -299,7 +312,8 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
                   "built around, run on each frame alone (the guard's third choice): 'Δ milestone vs single-frame' is "
                   "what the neighbouring frames add before any fine-tuning.")
     missing = _not_done(summary)
-    atomic_write_text(out_md, "# videnhance report\n\n" + markdown_table(summary) + "\n" + notes + "\n")
+    base_md = "\n" + bases_table(bases) if bases else ""
+    atomic_write_text(out_md, "# videnhance report\n\n" + markdown_table(summary) + base_md + "\n" + notes + "\n")
     write_html(summary, out_html, notes)
     plot_gains(summary, out_gains_png)
     done = int((summary.status == "done").sum())

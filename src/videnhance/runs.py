@@ -144,7 +144,8 @@ def report_after_failure(videos: list[str], results: str, snakemake_logs: str | 
     write_report([root / v / "scores.csv" for v in done], [root / v / "verdict.json" for v in done],
                  {v: scales[v] for v in done}, out / "summary.csv", out / "summary.md", out / "summary.html",
                  out / "gains.png", out / "run.json", border, degradation,
-                 metas={v: root / v / "meta.json" for v in done}, outcomes=result)
+                 metas={v: root / v / "meta.json" for v in done}, outcomes=result,
+                 bases=sorted({root / "base" / f"x{scales[v]}.pt" for v in done} & set((root / "base").glob("x*.pt"))))
     counts = {s: sum(o.status == s for o in result) for s in ("failed", "not run")}
     return (f"videnhance: report of {len(done)} of {len(videos)} videos ({counts['failed']} failed, "
             f"{counts['not run']} not run): {out / 'summary.md'}")

@@ -103,6 +103,9 @@ class Degrade(Section):
     noise_sigma: tuple[float, float]
     jpeg_quality: tuple[int, int]
     jpeg_prob: float
+    codec_prob: float
+    codec: tuple[str, ...]
+    codec_crf: tuple[int, int]
     copies: int
     seed: int
 

@@ -36,7 +36,8 @@ wildcard_constraints:
 def video_setting(key):
     """A param of the rules: this video's effective setting `key` (the sheet row's overrides applied).
     A plain dict lookup: `lookup(dpath=…, within=SETTINGS)` walks every video's settings for each
-    job, which made `snakemake -n` quadratic in the number of videos (520 s for 1000)."""
+    job, which made `snakemake -n` quadratic in the number of videos (520 s for 1000).
+    """
     return lambda wildcards: SETTINGS[wildcards.video][key]
 
 
@@ -150,4 +151,3 @@ def pending_videos():
     except AttributeError:
         return None
     return {dict(job.wildcards).get("video") for job in jobs} - {None}
-

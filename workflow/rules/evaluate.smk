@@ -46,6 +46,7 @@ rule report:
         scores=expand(f"{RESULTS}/{{video}}/scores.csv", video=VIDEOS),
         verdicts=expand(f"{RESULTS}/{{video}}/verdict.json", video=VIDEOS),
         metas=expand(f"{RESULTS}/{{video}}/meta.json", video=VIDEOS),
+        bases=sorted({f"{RESULTS}/base/x{s['scale']}.pt" for s in SETTINGS.values()}),
     output:
         csv=report(
             f"{RESULTS}/report/summary.csv",
@@ -103,6 +104,7 @@ onerror:
             CFG["evaluate"]["crop_border"],
             CFG["benchmark"]["degradation"],
         )
-    except Exception as err:  # the run's own error is what matters; say why there is no report
+    # the run's own error is what matters; say why there is no report
+    except Exception as err:
         message = f"videnhance: could not write the report of the videos that finished: {err!r}"
     print(message, file=sys.stderr)
