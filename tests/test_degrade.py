@@ -80,3 +80,20 @@ def test_shift_moves_content_and_repeats_the_edge():
     moved = shift(image, 1, -2)
     np.testing.assert_array_equal(moved[1:, :3], image[:3, 2:])
     np.testing.assert_array_equal(moved[0], moved[1])
+
+
+def test_benchmark_input_can_be_compressed_video(tmp_path):
+    from videnhance import pipeline
+    from videnhance.io import LOSSLESS, probe
+    from videnhance.settings import Benchmark, Settings
+
+    from .helpers import make_clip, read_frames
+
+    source = make_clip(tmp_path / "gt.mkv", size=(96, 64), frames=6, settings=LOSSLESS)
+    for crf in (0, 40):
+        pipeline.degrade_gt(ground_truth=source, input_video=tmp_path / f"in{crf}.mkv",
+                            settings=Settings(scale=2, benchmark=Benchmark.defaults(crf=crf)))
+    lossless, coded = probe(tmp_path / "in0.mkv"), probe(tmp_path / "in40.mkv")
+    assert (lossless.codec, coded.codec) == ("ffv1", "h264") and coded.frames == 6 and coded.width == 48
+    clean, compressed = read_frames(tmp_path / "in0.mkv"), read_frames(tmp_path / "in40.mkv")
+    assert psnr(compressed, clean) < 40  # CRF 40 is visibly lossy

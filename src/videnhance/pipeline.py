@@ -66,11 +66,13 @@ def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: S
     """Benchmark mode: make the low-resolution input video from the ground truth (lossless FFV1).
 
     The ground truth is trimmed (bottom/right) to a multiple of the scale; evaluate trims the same way.
+    With `benchmark.crf`, the input is x264 video at that CRF instead: compressed, as users' videos are.
     """
-    scale, kind = settings.scale, settings.benchmark.degradation
+    scale, kind, crf = settings.scale, settings.benchmark.degradation, settings.benchmark.crf
     info = VideoMeta.from_json(meta) if meta else probe_file(ground_truth)
     w, h = info.width - info.width % scale, info.height - info.height % scale
-    with FrameWriter(input_video, w // scale, h // scale, info.fps, LOSSLESS) as writer:
+    encode = EncodeSettings(codec="libx264", crf=crf, preset="medium") if crf else LOSSLESS
+    with FrameWriter(input_video, w // scale, h // scale, info.fps, encode) as writer:
         for batch in FrameReader(ground_truth, info, batch_size=batch_size):
             writer.write(eval_degrade(crop_to_multiple(batch, scale), scale, kind))
 

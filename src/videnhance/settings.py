@@ -166,6 +166,7 @@ class FineTune(Section):
 class Benchmark(Section):
     NAME = "benchmark"
     degradation: str
+    crf: int
 
 
 @dataclass(frozen=True)
