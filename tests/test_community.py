@@ -131,17 +131,24 @@ def test_size_requirements_pad_and_crop_exactly(size):
 def test_an_architecture_not_verified_to_train_is_for_inference_only(tmp_path):
     from spandrel.architectures.SAFMN import SAFMN
 
+    from .helpers import make_clip
+
     path = _safetensors(SAFMN(dim=8, n_blocks=1, upscaling_factor=2), tmp_path / "safmn.safetensors")
     assert "SAFMN" not in TRAINABLE
-    cfg = validate_config({"checkpoint": str(path), "scale": 2})
-    settings = full_video_settings(cfg, {"id": "v", "mode": "enhance"})
-    refused = r"not among the architectures verified to fine-tune.*fine_tune\.enabled: false"
-    with pytest.raises(ModelFileError, match=refused):
-        pipeline.pretrain_load(model=tmp_path / "base.pt", settings=settings)
-    off = full_video_settings(validate_config({"checkpoint": str(path), "scale": 2, "fine_tune": {"enabled": False}}),
-                              {"id": "v", "mode": "enhance"})
-    pipeline.pretrain_load(model=tmp_path / "base.pt", settings=off)
-    assert load_model(tmp_path / "base.pt").kwargs["spandrel_arch"] == "SAFMN"
+    source = make_clip(tmp_path / "in.mkv", size=(32, 24), frames=6)
+
+    def run(**fine_tune):
+        tune = {"steps": 2, "steps_per_epoch": 1, "batch_size": 2, "patch": 8, **fine_tune}
+        cfg = validate_config({"checkpoint": str(path), "scale": 2, "extract": {"frames": 6}, "fine_tune": tune})
+        settings = full_video_settings(cfg, {"id": "in", "mode": "enhance"}).replace(device="cpu")
+        return pipeline.run_video(source, tmp_path / "out.mkv", settings, tmp_path / f"work{len(fine_tune)}")
+
+    refused = rf"{path}: SAFMN is not among the architectures verified to fine-tune.*fine_tune\.enabled: false"
+    with pytest.raises(ModelFileError, match=refused):  # raised by the fine_tune step, whatever ran before
+        run()
+    result = run(enabled=False)
+    assert load_model(result["files"].model).kwargs["spandrel_arch"] == "SAFMN"
+    assert result["verdict"]["kept"] == "base" and probe(tmp_path / "out.mkv").width == 64
 
 
 def test_arch_spandrel_needs_a_checkpoint():

@@ -138,10 +138,6 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
     base = load_model(source, arch=settings.model.arch, scale=settings.scale,
                       kwargs=arch_kwargs(settings.model))
-    if base.arch.from_weights and settings.fine_tune.enabled:
-        from .community import check_trainable
-
-        check_trainable(base.kwargs, source)
     base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
                       "source_provenance": base.provenance})
 

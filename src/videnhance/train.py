@@ -664,13 +664,18 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     `guard_z` and the frame-pair margin keep it conservative."""
     dev = pick_device(device)
     seed_everything(cfg.seed)
+    base = load_model(base_model_path)
+    if base.arch.from_weights:  # a community network: only architectures verified to train here
+        from .community import check_trainable
+
+        check_trainable(base.kwargs, base.provenance.get("source", base_model_path))
     data = VideoPairs.load(pairs_path)
     if len(data.lr_val) == 0:  # one-frame clip, or extract.val_fraction 0
         reason = ("no held-out frames (a one-frame clip, or extract.val_fraction: 0), so the guard could not "
                   "check a fine-tuned model; the base model is kept without fine-tuning")
         log.warning("%s: %s", pairs_path, reason)
         return keep_base(base_model_path, out_model, out_log, out_verdict, reason)
-    base, chain, rule = load_model(base_model_path), DegradeChain.from_settings(degrade_cfg), Rule.from_settings(cfg)
+    chain, rule = DegradeChain.from_settings(degrade_cfg), Rule.from_settings(cfg)
     judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev, data.val_frames)
     model = copy.deepcopy(base.module)  # trained in place; `base` stays the base
     tracker = RoundTracker(rule, judge, model, float(cfg.lr), float(cfg.lr_backoff), cfg.patience,
