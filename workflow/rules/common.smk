@@ -7,6 +7,7 @@ import videnhance
 from videnhance.config import list_videos, validate_config, video_settings
 from videnhance.archs import frames_in
 from videnhance.settings import Model
+from videnhance.weights import is_packaged, packaged_files
 
 CFG = validate_config(
     config
@@ -75,8 +76,12 @@ def model_for(wildcards):
 
 
 def get_base_source(wildcards):
-    """The user's checkpoint, else the `pretrain` rule's model at this scale."""
-    return CFG["checkpoint"] or pretrained_name(wildcards.scale)
+    """The user's checkpoint (for `package:NAME`, the packaged .param file), else the `pretrain`
+    rule's model at this scale."""
+    source = CFG["checkpoint"]
+    if is_packaged(source):
+        return str(packaged_files(source)[0])
+    return source or pretrained_name(wildcards.scale)
 
 
 def get_scale(wildcards):
