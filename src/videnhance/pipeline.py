@@ -185,6 +185,10 @@ def infer(*, model: str | Path, input_video: str | Path, output: str | Path, set
     encode = LOSSLESS if mode == "benchmark" else encode_settings(settings.encode, keep_order=info.vfr)
     if mode == "enhance":
         warn_depth_and_hdr(input_video, info, encode)
+    if infer_cfg.tile and loaded.kwargs.get("tiling") in ("discouraged", "internal"):
+        log.warning("%s: spandrel advises against tiling a %s model (%s); infer.tile: 0 lets the memory budget "
+                    "decide, and it tiles only when a whole frame does not fit", model, loaded.kwargs.get("name"),
+                    loaded.kwargs["tiling"])
     stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings.device,
                           batch_size=infer_cfg.batch_size, tile=infer_cfg.tile, overlap=infer_cfg.tile_overlap,
                           meta=info, compile=infer_cfg.compile, transport=infer_cfg.transport,
