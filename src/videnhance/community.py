@@ -94,9 +94,9 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return canonicalize_state_dict(state)
 
 
-def describe(path: Path | str, state: dict[str, torch.Tensor]) -> tuple[int, dict]:
-    """What spandrel recognises in `state`: its scale, and the keyword arguments our model file
-    keeps for it."""
+def recognise(path: Path | str, state: dict[str, torch.Tensor]) -> tuple[Padded, int, dict]:
+    """The network spandrel recognises in `state` (wrapped in `Padded`), its scale, and the
+    keyword arguments our model file keeps for it."""
     from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
     try:
@@ -116,7 +116,8 @@ def describe(path: Path | str, state: dict[str, torch.Tensor]) -> tuple[int, dic
         raise ModelFileError(f"{path}: a {descriptor.architecture.name} model with {descriptor.input_channels} "
                              f"input and {descriptor.output_channels} output channels; a base must map RGB to RGB.")
     req = descriptor.size_requirements
-    return int(descriptor.scale), {
+    module = Padded(descriptor.model, int(descriptor.scale), req.multiple_of, req.minimum, req.square)
+    return module, int(descriptor.scale), {
             "spandrel_arch": descriptor.architecture.id, "name": descriptor.architecture.name,
             "tags": list(descriptor.tags), "purpose": descriptor.purpose,
             "multiple_of": int(req.multiple_of), "minimum": int(req.minimum), "square": bool(req.square),
@@ -127,22 +128,19 @@ def describe(path: Path | str, state: dict[str, torch.Tensor]) -> tuple[int, dic
 
 def build(scale: int, state_dict: dict[str, torch.Tensor] | None = None, **info) -> Padded:
     """The network spandrel builds from `state_dict` (the community file's tensors, or our file's
-    `net.`-prefixed ones), wrapped in `Padded`; `info` is what `describe` recorded."""
-    from spandrel import ModelLoader
-
+    `net.`-prefixed ones), wrapped in `Padded`; `info` is what `recognise` recorded."""
     if state_dict is None:
         raise ModelFileError("model.arch: spandrel builds its network from a checkpoint's weights; "
                              "set `checkpoint` to a .safetensors or .pth file.")
     if all(key.startswith("net.") for key in state_dict):
         state_dict = {key[4:]: value for key, value in state_dict.items()}
-    descriptor = ModelLoader().load_from_state_dict(state_dict)
+    module, found_scale, found = recognise("the model file", state_dict)
     expected = info.get("spandrel_arch")
-    if expected and descriptor.architecture.id != expected:
-        raise ModelFileError(f"weights recognised as {descriptor.architecture.id}, the model file says {expected}")
-    if int(descriptor.scale) != int(scale):
-        raise ModelFileError(f"a ×{descriptor.scale} {descriptor.architecture.name} model, not ×{scale}")
-    req = descriptor.size_requirements
-    return Padded(descriptor.model, scale, req.multiple_of, req.minimum, req.square)
+    if expected and found["spandrel_arch"] != expected:
+        raise ModelFileError(f"weights recognised as {found['spandrel_arch']}, the model file says {expected}")
+    if found_scale != int(scale):
+        raise ModelFileError(f"a ×{found_scale} {found['name']} model, not ×{scale}")
+    return module
 
 
 def check_trainable(kwargs: dict, source: str | Path) -> None:

@@ -256,7 +256,7 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
                 metadata: dict) -> LoadedModel:
     """A state_dict without our header: the configured architecture if it fits, else spandrel's.
     `metadata`: a safetensors file's own (`import-weights` writes the network and its licence)."""
-    from .community import describe, load_weights
+    from .community import load_weights, recognise
 
     asked = get_arch(arch) if arch else None
     misfit: list[str] = []
@@ -272,7 +272,7 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
                                  "Check model.* in the config.")
     state = load_weights(path)  # canonical keys; refuses suffixes spandrel would open with torch.jit
     try:
-        file_scale, info = describe(path, state)
+        model, file_scale, info = recognise(path, state)
     except ModelFileError as err:
         if misfit:
             raise ModelFileError(f"{path}: weights do not fit a ×{scale} {arch} with {kwargs} (e.g. {misfit[:3]}), "
@@ -282,10 +282,8 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
     if scale and file_scale != int(scale):
         raise ModelFileError(f"{path}: is a ×{file_scale} {info['name']} model, this video needs ×{scale}. "
                              f"Use a ×{scale} checkpoint or set scale: {file_scale}.")
-    descriptor = get_arch("spandrel")
-    model = descriptor.build(file_scale, state_dict=state, **info)
     provenance = {**metadata, "community": info["name"], "file": str(path)}
-    return LoadedModel(model.eval(), descriptor, file_scale, info, provenance, path)
+    return LoadedModel(model.eval(), get_arch("spandrel"), file_scale, info, provenance, path)
 
 
 def describe_base(path: str | Path) -> dict:
