@@ -117,3 +117,11 @@ def test_a_packaged_model_is_a_checkpoint_without_an_import_step(tmp_path, packa
     with pytest.raises(ModelFileError, match="single-frame network; model.arch: temporal"):
         pipeline.pretrain_load(model=tmp_path / "b.pt",
                                settings=settings("package:WAIFU2X_PHOTO_UP2X", model={"arch": "temporal"}))
+
+
+def test_a_truncated_bin_is_named(tmp_path, packaged):
+    param, weights = packaged["WAIFU2X_PHOTO_UP2X"]
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(weights.read_bytes()[:100_000])
+    with pytest.raises(ModelFileError, match=r"cut\.bin: ends at byte 100000, inside the weights.*truncated"):
+        convert(param, cut)

@@ -28,7 +28,6 @@ from .models import UpConv7
 
 MAGIC = 7767517
 FP16_TAG = 0x01306B47
-WEIGHT_LAYERS = ("Convolution", "Deconvolution", "PReLU")
 
 
 @dataclass
@@ -39,7 +38,8 @@ class Layer:
     tops: list[str]
     params: dict[int, object] = field(default_factory=dict)
 
-    def int(self, key: int, default: int = 0) -> int:
+    def number(self, key: int, default: int = 0) -> int:
+        """The integer parameter `key` (ncnn's `key=value`), or `default`."""
         return int(self.params.get(key, default))
 
 
@@ -66,6 +66,14 @@ def read_param(path: Path) -> list[Layer]:
 
 def _array(blob: memoryview, offset: int, count: int, tagged: bool, path: Path) -> tuple[np.ndarray, int]:
     """`count` numbers at `offset`: tagged ones (weights) start with a 4-byte storage tag."""
+    try:
+        return _read(blob, offset, count, tagged, path)
+    except (ValueError, struct.error) as err:  # numpy/struct: the buffer ends before the numbers do
+        raise ModelFileError(f"{path}: ends at byte {len(blob)}, inside the weights that start at byte {offset}: "
+                             "the file is truncated, or the .param and .bin do not belong together.") from err
+
+
+def _read(blob: memoryview, offset: int, count: int, tagged: bool, path: Path) -> tuple[np.ndarray, int]:
     if not tagged:
         return np.frombuffer(blob, "<f4", count, offset).copy(), offset + 4 * count
     (tag,) = struct.unpack_from("<I", blob, offset)
@@ -86,16 +94,16 @@ def read_weights(param: Path, weights: Path) -> tuple[list[Layer], list[np.ndarr
     arrays, offset = [], 0
     for layer in layers:
         if layer.type in ("Convolution", "Deconvolution"):
-            out, size = layer.int(0), layer.int(6)
-            kw = layer.int(1)
-            kh = layer.int(11, kw)
+            out, size = layer.number(0), layer.number(6)
+            kw = layer.number(1)
+            kh = layer.number(11, kw)
             weight, offset = _array(blob, offset, size, True, weights)
             arrays.append(weight.reshape(out, size // (out * kh * kw), kh, kw))
-            if layer.int(5):
+            if layer.number(5):
                 bias, offset = _array(blob, offset, out, False, weights)
                 arrays.append(bias)
         elif layer.type == "PReLU":
-            slope, offset = _array(blob, offset, layer.int(0), False, weights)
+            slope, offset = _array(blob, offset, layer.number(0), False, weights)
             arrays.append(slope)
         elif layer.type not in ("Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle"):
             raise ModelFileError(f"{param}: layer {layer.name} is an ncnn {layer.type}, which no supported "
@@ -129,8 +137,8 @@ def _build_compact(layers: list[Layer]) -> tuple[nn.Module, int]:
     from spandrel.architectures.Compact import Compact
 
     convs = _convs(layers)
-    scale = next(layer.int(0) for layer in layers if layer.type == "PixelShuffle")
-    return Compact(num_feat=convs[0].int(0), num_conv=len(convs) - 2, upscale=scale, act_type="prelu"), scale
+    scale = next(layer.number(0) for layer in layers if layer.type == "PixelShuffle")
+    return Compact(num_feat=convs[0].number(0), num_conv=len(convs) - 2, upscale=scale, act_type="prelu"), scale
 
 
 def _build_rrdb(layers: list[Layer]) -> tuple[nn.Module, int]:
@@ -139,7 +147,7 @@ def _build_rrdb(layers: list[Layer]) -> tuple[nn.Module, int]:
     convs = _convs(layers)
     interps = sum(layer.type == "Interp" for layer in layers)
     blocks = (len(convs) - 4 - interps) // 15  # 3 dense blocks of 5 convs; first, trunk, one per ×2, hr, last
-    return ESRGAN(num_filters=convs[0].int(0), num_blocks=blocks, scale=2 ** interps), 2 ** interps
+    return ESRGAN(num_filters=convs[0].number(0), num_blocks=blocks, scale=2 ** interps), 2 ** interps
 
 
 TARGETS = (
