@@ -175,7 +175,9 @@ def test_a_community_base_runs_the_whole_chain_with_audio(tmp_path):
     assert delivered.provenance["stage"] != "pretrain_load"  # the video's own weights, not the base's
     out = probe(tmp_path / "out.mkv")
     assert (out.width, out.height, out.frames) == (80, 64, 8) and len(out.audio) == 1
-    from videnhance.report import bases_table
+    from videnhance.report import _bases_html, base_rows, bases_table
 
-    table = bases_table([result["files"].base])  # the report's "Base models" section
+    rows = base_rows([result["files"].base])  # the report's "Base models" section, in summary.md and .html
+    table = bases_table(rows)
     assert f"| ×2 | {path} | RealESRGAN Compact (8nf, 2nc) | " in table and "| the file's authors |" in table
+    assert "<td class=\"t\">RealESRGAN Compact (8nf, 2nc)</td>" in _bases_html(rows)

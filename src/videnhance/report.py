@@ -249,9 +249,10 @@ HTML_STYLE = ("body{font:13px sans-serif;margin:1em}table{border-collapse:collap
               "#filter{width:30em;margin:0.5em 0}")
 
 
-def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str) -> None:
+def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: list[dict] | None = None) -> None:
     """The whole summary as one self-contained page (no downloads): click a heading to sort by it,
-    type in the box to keep the rows holding every word (a video name, "failed", a step)."""
+    type in the box to keep the rows holding every word (a video name, "failed", a step). `bases`
+    (`base_rows`): the base models, as a table under it."""
     columns = [c for c in summary.columns if summary[c].notna().any() and (summary[c].astype(str) != "").any()]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
@@ -273,20 +274,39 @@ def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str) -> None:
             f"<style>{HTML_STYLE}</style></head><body><h1>videnhance report</h1>"
             f"<input id='filter' placeholder='filter: words every shown row must contain'>"
             f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            f"<p>{html.escape(notes)}</p><script>{HTML_SCRIPT}</script></body></html>\n")
+            f"{_bases_html(bases or [])}<p>{html.escape(notes)}</p><script>{HTML_SCRIPT}</script></body></html>\n")
     atomic_write_text(out_html, page)
 
 
-def bases_table(bases: list[str | Path]) -> str:
+BASE_COLUMNS = ("scale", "base model", "network", "parameters", "trained by", "licence")
+
+
+def base_rows(bases: list[str | Path]) -> list[dict]:
     """Which base model each scale started from: file, network, size, who trained it, licence."""
     from .models import describe_base
 
-    rows = ["| scale | base model | network | parameters | trained by | licence |", "|---|---|---|---|---|---|"]
+    rows = []
     for path in bases:
         b = describe_base(path)
-        rows.append(f"| ×{b['scale']} | {_md_cell(b['source'])} | {_md_cell(b['network'])} | {b['parameters']:,} | "
-                    f"{b['trained_by']} | {_md_cell(b['licence'] or 'not recorded in the file')} |")
-    return "## Base models\n\n" + "\n".join(rows) + "\n"
+        rows.append(dict(zip(BASE_COLUMNS, (f"×{b['scale']}", b["source"], b["network"], f"{b['parameters']:,}",
+                                            b["trained_by"], b["licence"] or "not recorded in the file"), strict=True)))
+    return rows
+
+
+def bases_table(rows: list[dict]) -> str:
+    """The base models (`base_rows`) as a markdown section."""
+    lines = ["| " + " | ".join(BASE_COLUMNS) + " |", "|" + "---|" * len(BASE_COLUMNS)]
+    lines += ["| " + " | ".join(_md_cell(str(r[c])) for c in BASE_COLUMNS) + " |" for r in rows]
+    return "## Base models\n\n" + "\n".join(lines) + "\n"
+
+
+def _bases_html(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in BASE_COLUMNS)
+    body = "".join("<tr>" + "".join(f'<td class="t">{html.escape(str(r[c]))}</td>' for c in BASE_COLUMNS) + "</tr>"
+                   for r in rows)
+    return f"<h2>Base models</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_report(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int],
@@ -312,9 +332,10 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
                   "built around, run on each frame alone (the guard's third choice): 'Δ milestone vs single-frame' is "
                   "what the neighbouring frames add before any fine-tuning.")
     missing = _not_done(summary)
-    base_md = "\n" + bases_table(bases) if bases else ""
+    rows = base_rows(bases or [])
+    base_md = "\n" + bases_table(rows) if rows else ""
     atomic_write_text(out_md, "# videnhance report\n\n" + markdown_table(summary) + base_md + "\n" + notes + "\n")
-    write_html(summary, out_html, notes)
+    write_html(summary, out_html, notes, rows)
     plot_gains(summary, out_gains_png)
     done = int((summary.status == "done").sum())
     if len(missing):
