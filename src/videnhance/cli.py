@@ -76,6 +76,9 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
         if not param.is_file() or not weights.is_file():
             raise ModelFileError(f"{args.model}: neither an installed packaged model (videnhance import-weights "
                                  "--list) nor a .param file with its .bin beside it.")
+    if not args.output:
+        raise ModelFileError("import-weights: say where to write the base model with -o FILE (.safetensors, or .pt "
+                             "for waifu2x's upconv_7).")
     info = import_weights(param, weights, args.output)
     if args.check:
         info["max_abs_difference_vs_ncnn"] = check_against_ncnn(param, weights)

@@ -1,7 +1,8 @@
 """Community checkpoints as base models, through spandrel (the loader chaiNNer and others share).
 
 A `.safetensors` or `.pth` file holding a Real-ESRGAN, SwinIR, SPAN, Compact, … network becomes a
-base like our own: `load_weights` reads it without ever executing code, spandrel recognises the
+base like our own: `models.load_model` reads it without ever executing code (`refuse_unsafe`
+turns away what spandrel would open unsafely), spandrel recognises the
 architecture and its hyper-parameters from the tensors, and `build` wraps the network in `Padded`,
 which pads every input to the network's size requirements and crops the output back, so training,
 tiles and whole frames all see a plain ×scale module. What spandrel reports (scale, channels, size
@@ -66,32 +67,16 @@ class Padded(nn.Module):
         return y[..., : h * self.scale, : w * self.scale]
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors in a community checkpoint, read without executing code: safetensors, or a
-    `.pth`/`.ckpt` through `torch.load(weights_only=True)`. A `.pt` that is not one of our files
-    is refused: spandrel opens those with torch.jit.load, which has no safe mode."""
-    from spandrel import canonicalize_state_dict
-
+def refuse_unsafe(path: Path) -> None:
+    """Refuse a file spandrel would open unsafely: a `.pt` (or other suffix) that is not one of our
+    files may be TorchScript, which spandrel loads with torch.jit.load, with no safe mode. The
+    tensors themselves are read by `models.load_model` (safetensors, or weights_only)."""
     suffix = path.suffix.lower()
     if suffix not in SAFE_SUFFIXES:
         raise ModelFileError(
             f"{path}: a {suffix or 'suffix-less'} file that is not a videnhance model is not opened "
             "(a .pt may be TorchScript, which runs code when loaded). Save its weights as .safetensors "
             "(safetensors.torch.save_file(state_dict, 'model.safetensors')) and point `checkpoint` at that.")
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, …
-            raise ModelFileError(
-                f"{path}: not a plain weights file ({type(err).__name__}: {str(err)[:200]}). Pickled code "
-                "is refused; save the state_dict as .safetensors.") from err
-    if not isinstance(state, dict):
-        raise ModelFileError(f"{path}: holds a {type(state).__name__}, not a state_dict.")
-    return canonicalize_state_dict(state)
 
 
 def recognise(path: Path | str, state: dict[str, torch.Tensor]) -> tuple[Padded, int, dict]:

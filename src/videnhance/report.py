@@ -110,7 +110,7 @@ def _scored(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _not_done(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[~summary.status.isin(["done"]) & (summary.video != "overall")]
+    return summary[(summary.status != "done") & (summary.video != "overall")]
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
@@ -261,11 +261,11 @@ def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: l
         cells = []
         for c in columns:
             v = r[c]
-            if isinstance(v, float):
-                text = "" if pd.isna(v) else (f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}")
-                cells.append(f'<td data-v="{"" if pd.isna(v) else repr(v)}">{text}</td>' if not pd.isna(v)
-                             else "<td></td>")
-            elif isinstance(v, int | bool) and not isinstance(v, bool):
+            if isinstance(v, float) and pd.isna(v):
+                cells.append("<td></td>")
+            elif isinstance(v, float):  # data-v: the exact value the column sorts by
+                cells.append(f'<td data-v="{v!r}">{v:.{4 if abs(v) < 10 else 2}f}</td>')
+            elif isinstance(v, int) and not isinstance(v, bool):
                 cells.append(f'<td data-v="{v}">{v}</td>')
             else:
                 cells.append(f'<td class="t">{html.escape(str(v))}</td>')
@@ -333,8 +333,9 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
                   "what the neighbouring frames add before any fine-tuning.")
     missing = _not_done(summary)
     rows = base_rows(bases or [])
+    table = markdown_table(summary)
     base_md = "\n" + bases_table(rows) if rows else ""
-    atomic_write_text(out_md, "# videnhance report\n\n" + markdown_table(summary) + base_md + "\n" + notes + "\n")
+    atomic_write_text(out_md, "# videnhance report\n\n" + table + base_md + "\n" + notes + "\n")
     write_html(summary, out_html, notes, rows)
     plot_gains(summary, out_gains_png)
     done = int((summary.status == "done").sum())
@@ -342,5 +343,5 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
         Path(out_run).unlink(missing_ok=True)
     else:
         atomic_write_text(out_run, json.dumps({"complete": True, "videos": done}, indent=2) + "\n")
-    log.info("\n%s", markdown_table(summary))
+    log.info("\n%s", table)
     return summary

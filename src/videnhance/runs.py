@@ -107,18 +107,18 @@ def outcomes(videos: list[str], results: str, failed: list[FailedJob], pending: 
             shared.append(job)
         else:
             own.setdefault(video, job)
+    def failed_at(video: str, job: FailedJob) -> Outcome:
+        log = job.logs[0] if job.logs else ""
+        return Outcome(video, "failed", job.rule, last_error(log) or KILLED, log)
+
     result = []
     for video in videos:
         if video in own:
-            job = own[video]
-            log = job.logs[0] if job.logs else ""
-            result.append(Outcome(video, "failed", job.rule, last_error(log) or KILLED, log))
+            result.append(failed_at(video, own[video]))
         elif video in finished and (pending is None or video not in pending):
             result.append(Outcome(video, "done"))
         elif shared:
-            job = shared[0]
-            log = job.logs[0] if job.logs else ""
-            result.append(Outcome(video, "failed", job.rule, last_error(log) or KILLED, log))
+            result.append(failed_at(video, shared[0]))
         else:
             result.append(Outcome(video, "not run", error=NOT_RUN))
     return result
@@ -145,7 +145,7 @@ def report_after_failure(videos: list[str], results: str, snakemake_logs: str | 
                  {v: scales[v] for v in done}, out / "summary.csv", out / "summary.md", out / "summary.html",
                  out / "gains.png", out / "run.json", border, degradation,
                  metas={v: root / v / "meta.json" for v in done}, outcomes=result,
-                 bases=sorted({root / "base" / f"x{scales[v]}.pt" for v in done} & set((root / "base").glob("x*.pt"))))
+                 bases=[p for p in sorted({root / "base" / f"x{scales[v]}.pt" for v in done}) if p.is_file()])
     counts = {s: sum(o.status == s for o in result) for s in ("failed", "not run")}
     return (f"videnhance: report of {len(done)} of {len(videos)} videos ({counts['failed']} failed, "
             f"{counts['not run']} not run): {out / 'summary.md'}")
