@@ -138,3 +138,30 @@ def test_every_shipped_config_validates_alone_and_the_overlays_on_their_base():
         cfg = validate_config({**base, **merged})
         assert (cfg["scale"], cfg["model"]["arch"], cfg["model"]["channels"]) == (scale, "temporal", 64)
         assert cfg["results"] != base["results"]
+
+
+def test_checkpoint_auto_picks_the_base_per_scale_and_a_mapping_overrides_it():
+    from videnhance.settings import Settings
+    from videnhance.weights import base_for, fine_tune_lr
+
+    cfg = validate_config({})
+    assert cfg["checkpoint"] == "auto" and cfg["fine_tune"]["lr"] == "auto"
+    assert base_for("auto", 2) == "package:WAIFU2X_PHOTO_UP2X"
+    assert base_for("auto", 4) is None and base_for("auto", 1) is None  # ours is stronger at ×4: pretrain
+    assert base_for("auto", 2, "temporal") is None  # another arch asked for is pretrained as asked
+    assert base_for(None, 2) is None and base_for("mine.safetensors", 4) == "mine.safetensors"
+    mapping = validate_config({"checkpoint": {4: "mine_x4.safetensors", 2: None}})["checkpoint"]
+    assert base_for(mapping, 4) == "mine_x4.safetensors" and base_for(mapping, 2) is None
+    assert base_for({4: "mine_x4.pth"}, 2) == "package:WAIFU2X_PHOTO_UP2X"  # a scale not listed is auto
+    assert base_for({"4": "mine_x4.pth"}, 4) == "mine_x4.pth"  # keys as strings (--config, JSON) too
+    settings = Settings.from_dict({k: cfg[k] for k in ("scale", "checkpoint", "model")})
+    assert settings.base_source() == "package:WAIFU2X_PHOTO_UP2X"
+    assert settings.replace(scale=4).base_source() is None
+    assert fine_tune_lr("auto", residual=True) == 2e-3 and fine_tune_lr("auto", residual=False) == 2e-4
+    assert fine_tune_lr(5e-4, residual=False) == 5e-4
+    with pytest.raises(ConfigError, match="key 'checkpoint'"):
+        validate_config({"checkpoint": {"x4": "mine.pth"}})
+    with pytest.raises(ConfigError, match="key 'fine_tune.lr'"):
+        validate_config({"fine_tune": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match="`checkpoint` must name one"):
+        validate_config({"model": {"arch": "spandrel"}})

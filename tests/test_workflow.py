@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from fractions import Fraction
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from videnhance.io import probe
+from videnhance.models import describe_base
 
 from .helpers import make_clip, shared_data
 from .workflow_helpers import (
@@ -190,3 +192,22 @@ def test_real_clips_from_shared_data(tmp_path):
     scores = pd.read_csv(tmp_path / "results" / "bag" / "scores.csv")
     assert len(scores) == 3 * 196
     assert scores.psnr_y.between(20, 60).all()
+
+
+def test_the_default_base_is_chosen_per_scale(run, tmp_path):
+    """`checkpoint: auto` (the default): at ×2 the packaged waifu2x photo network is the base, no
+    `pretrain` runs, and it is fine-tuned at the full-output rate (2e-4); a ×4 video in the same
+    run gets our own pretrained base."""
+    shutil.copy(run / "videos" / "square.mp4", tmp_path / "square.mp4")
+    config = {k: v for k, v in TINY_CONFIG.items() if k != "checkpoint"}
+    write_workdir(tmp_path, [("two", "square.mp4", "enhance", 2), ("four", "square.mp4", "enhance", 4)], config,
+                  extra_columns=("scale",))
+    dry = snakemake(tmp_path, "-n", "--cores", "2").stdout
+    pretrains = [block for block in dry.split("\n\n") if "rule pretrain:" in block]
+    assert len(pretrains) == 1 and "scale=4" in pretrains[0], dry[-3000:]
+    snakemake(tmp_path, "results/two/verdict.json", "--cores", "2", "--resources", "gpu=1")
+    assert not (tmp_path / "results" / "pretrained").exists()
+    verdict = json.loads((tmp_path / "results" / "two" / "verdict.json").read_text())
+    assert verdict["lr"] == 2e-4
+    base = describe_base(tmp_path / "results" / "base" / "x2.pt")
+    assert "upconv7" in base["network"] and "WAIFU2X_PHOTO_UP2X" in base["source"], base

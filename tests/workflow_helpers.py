@@ -16,6 +16,7 @@ from .helpers import REPO
 TINY_CONFIG = {
     "videos": {"sheet": "config/videos.tsv"},
     "scale": 2,
+    "checkpoint": None,  # our `pretrain` (the tiny model); `auto` would use the packaged ×2 base
     "model": {"channels": 8, "blocks": 1},
     "pretrain": {"steps": 4, "steps_per_epoch": 2, "batch_size": 4, "patch": 16, "copies": 1},
     "extract": {"frames": 8, "val_fraction": 0.25},

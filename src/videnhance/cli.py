@@ -45,7 +45,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("scale", args.scale), ("checkpoint", args.checkpoint)) if v}
     cfg = load_config_file(args.config, **overrides)  # the schema's defaults are the workflow's defaults
     settings = full_video_settings(cfg, {"id": safe_id(args.input), "mode": "enhance"})
-    base = None if settings.checkpoint else cached_base_model(settings, rebuild=args.rebuild_base)
+    base = None if settings.base_source() else cached_base_model(settings, rebuild=args.rebuild_base)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="videnhance-"))
     result = run_video(args.input, args.output, settings, work, base_checkpoint=base)
     print(f"guard: {result['verdict']['reason']}", file=sys.stderr)

@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from .archs import ARCHS
 from .errors import ConfigError
 from .settings import Settings
+from .weights import AUTO
 
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
 OVERRIDES = {  # sheet column → (config section, key)
@@ -79,7 +80,7 @@ def validate_config(config: dict) -> dict:
     if cfg.get("model", {}).get("arch") not in ARCHS:
         messages.append(f"config: key 'model.arch': {cfg['model']['arch']!r} is not a registered architecture "
                         f"({', '.join(sorted(ARCHS))})")
-    elif ARCHS[cfg["model"]["arch"]].from_weights and not cfg.get("checkpoint"):
+    elif ARCHS[cfg["model"]["arch"]].from_weights and cfg.get("checkpoint") in (None, AUTO):
         messages.append(f"config: key 'model.arch': {cfg['model']['arch']!r} is recognised from a checkpoint's "
                         "weights, so `checkpoint` must name one (a .safetensors or .pth file)")
     if messages:

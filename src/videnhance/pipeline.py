@@ -133,7 +133,7 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
-    source = settings.checkpoint or checkpoint
+    source = settings.base_source() or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
     base = load_model(source, arch=settings.model.arch, scale=settings.scale, kwargs=arch_kwargs(settings.model))

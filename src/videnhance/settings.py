@@ -21,6 +21,8 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
+from .weights import DEFAULT_ARCH, base_for
+
 S = TypeVar("S", bound="Section")
 
 
@@ -144,7 +146,7 @@ class FineTune(Section):
     steps_per_epoch: int
     batch_size: int
     patch: int
-    lr: float
+    lr: float | str  # a rate, or "auto" (weights.fine_tune_lr)
     loss: dict[str, float | str | None]
     pairs: str
     shrink: tuple[float, float]
@@ -216,7 +218,7 @@ class Settings:
     scale: int | None = None
     device: str | None = None
     memory_mb: int | None = None
-    checkpoint: str | None = None
+    checkpoint: str | dict | None = None
     videos: Videos | None = None
     model: Model | None = None
     degrade: Degrade | None = None
@@ -236,6 +238,11 @@ class Settings:
         if unknown:
             raise ValueError(f"not settings: {sorted(unknown)}")
         return cls(**{k: SECTIONS[k].from_dict(v) if k in SECTIONS else copy.deepcopy(v) for k, v in data.items()})
+
+    def base_source(self) -> str | None:
+        """The base model's source at this scale (`checkpoint` resolved, `auto` included): a file,
+        `package:NAME`, or None (train one with `pretrain`)."""
+        return base_for(self.checkpoint, self.scale, self.model.arch if self.model else DEFAULT_ARCH)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

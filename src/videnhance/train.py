@@ -33,6 +33,7 @@ from .infer import pick_device, teacher_outputs
 from .models import LoadedModel, build_model, load_model, save_model
 from .motion import Motion, MotionBatches, motion_clips
 from .settings import Degrade, FineTune, Model, Pretrain
+from .weights import AUTO, fine_tune_lr
 
 log = logging.getLogger(__name__)
 
@@ -678,7 +679,11 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     chain, rule = DegradeChain.from_settings(degrade_cfg), Rule.from_settings(cfg)
     judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev, data.val_frames)
     model = copy.deepcopy(base.module)  # trained in place; `base` stays the base
-    tracker = RoundTracker(rule, judge, model, float(cfg.lr), float(cfg.lr_backoff), cfg.patience,
+    lr = fine_tune_lr(cfg.lr, base.arch.residual)
+    log.info("fine-tuning a %s base (%s) at peak lr %g%s", base.arch.name,
+             "residual over bicubic" if base.arch.residual else "full output", lr,
+             " (fine_tune.lr: auto)" if cfg.lr == AUTO else "")
+    tracker = RoundTracker(rule, judge, model, lr, float(cfg.lr_backoff), cfg.patience,
                            guard=cfg.guard)
     rounds = Rounds(cfg, Path(out_model), Path(out_log), run_fingerprint(cfg, degrade_cfg, pairs_path, base_model_path))
     train_pairs = len(data.lr_train)
@@ -715,7 +720,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
                "val_psnr_y": {"bicubic": judge.mean_psnr(judge.score(None, names=("frame",)))["frame"],
                               "milestone": judge.mean_psnr(judge.base_scores)["frame"],
                               "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
-               "lr": cfg.lr, "pairs": cfg.pairs, "device": str(dev), **rounds.stats(),
+               "lr": lr, "pairs": cfg.pairs, "device": str(dev), **rounds.stats(),
                "round_report": tracker.report}
     owner = single if kept == "single_frame" else base
     owner.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict},

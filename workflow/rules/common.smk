@@ -7,7 +7,7 @@ import videnhance
 from videnhance.config import list_videos, validate_config, video_settings
 from videnhance.archs import frames_in
 from videnhance.settings import Model
-from videnhance.weights import is_packaged, packaged_files
+from videnhance.weights import base_for, is_packaged, packaged_files
 
 CFG = validate_config(
     config
@@ -75,10 +75,17 @@ def model_for(wildcards):
     return base_model_for(wildcards)
 
 
+def base_source(wildcards):
+    """The `checkpoint` setting resolved at this scale (`auto` and per-scale mappings): a file,
+    `package:NAME`, or None (our `pretrain`). A rule param, so changing one scale's base reruns
+    only that scale's videos."""
+    return base_for(CFG["checkpoint"], int(wildcards.scale), CFG["model"]["arch"])
+
+
 def get_base_source(wildcards):
-    """The user's checkpoint (for `package:NAME`, the packaged .param file), else the `pretrain`
-    rule's model at this scale."""
-    source = CFG["checkpoint"]
+    """The base model file at this scale: the user's checkpoint (for `package:NAME`, the packaged
+    .param file), else the `pretrain` rule's model."""
+    source = base_source(wildcards)
     if is_packaged(source):
         return str(packaged_files(source)[0])
     return source or pretrained_name(wildcards.scale)

@@ -41,7 +41,7 @@ rule pretrain_load:
     params:
         scale=get_scale,
         model=CFG["model"],
-        checkpoint=CFG["checkpoint"],
+        checkpoint=base_source,
         version=VERSION,
     script:
         "../scripts/pretrain_load.py"
