@@ -102,3 +102,61 @@ def test_a_large_frame_stays_under_a_small_budget(tmp_path):
     frame_mib = (1024 * 1024 * 12 + 2048 * 2048 * 15) / 2**20
     assert small_peak < (64 + frame_mib) * 1.5 < free_peak / 3, (small_peak, free_peak)
     assert np.array_equal(small_out, free_out)
+
+
+EVALUATE_PEAK = """
+import sys
+import cv2  # noqa: F401 - DIS's library, loaded before the peak is reset
+from videnhance import memory
+from videnhance.evaluate import evaluate_benchmark
+
+def vmhwm():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+
+memory.set_budget(int(sys.argv[1]))
+open("/proc/self/clear_refs", "w").write("5")
+start = vmhwm()
+evaluate_benchmark("big", *sys.argv[2:6], 2, sys.argv[6])
+print((vmhwm() - start) / 2**20)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_benchmark_evaluate_follows_the_budget(tmp_path):
+    """Benchmark-mode `evaluate` on four 2048×2048 frames, in fresh processes: with a 16 MiB budget
+    it decodes one frame at a time, scores in small strips and leaves out the flicker (optical
+    flow on a whole frame would exceed the budget); its peak is under half of the machine-budget
+    run's and within the budget plus the frames it holds, and every score is the same."""
+    from fractions import Fraction
+
+    import pandas as pd
+
+    from videnhance.io import EncodeSettings, FrameWriter
+
+    from .helpers import photo
+
+    side, n = 2048, 4
+    picture = np.tile(photo("coffee"), (6, 4, 1))
+
+    def clip(name: str, size: int, noise: float) -> str:
+        frames = np.stack([picture[2 * k : 2 * k + size, 3 * k : 3 * k + size] for k in range(n)])
+        frames = np.clip(frames + np.random.default_rng(0).normal(0, noise, frames.shape), 0, 255).astype(np.uint8)
+        with FrameWriter(tmp_path / name, size, size, Fraction(25), EncodeSettings(crf=10)) as writer:
+            writer.write(frames)
+        return str(tmp_path / name)
+
+    videos = [clip("gt.mkv", side, 0), clip("lr.mkv", side // 2, 0), clip("ms.mkv", side, 3), clip("ft.mkv", side, 2)]
+
+    def peak(budget_mb: int) -> tuple[float, pd.DataFrame]:
+        out = tmp_path / f"{budget_mb}.csv"
+        proc = subprocess.run([sys.executable, "-c", EVALUATE_PEAK, str(budget_mb), *videos, str(out)],
+                              capture_output=True, text=True, check=True)
+        return float(proc.stdout.split()[-1]), pd.read_csv(out)
+
+    free_peak, free = peak(0)
+    small_peak, small = peak(16)
+    frame_mib = side * side * 3 / 2**20
+    assert small_peak < 16 + 32 * frame_mib and small_peak < free_peak / 1.8, (small_peak, free_peak)
+    scores = ["psnr_y", "ssim_y", "psnr_rgb"]
+    np.testing.assert_allclose(small[scores], free[scores], rtol=0, atol=1e-12)
+    assert free.flicker.notna().sum() == 3 * (n - 1) and small.flicker.isna().all()

@@ -1,9 +1,10 @@
 import numpy as np
+import pytest
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from videnhance.guard import Rule, gain_signal
-from videnhance.metrics import PSNR_CAP, psnr, rgb_to_y, score_frame
+from videnhance.metrics import PSNR_CAP, psnr, rgb_to_y, score_frame, ssim_y
 
 from .helpers import photo
 
@@ -35,6 +36,27 @@ def test_score_frame_matches_scikit_image():
     assert abs(s["psnr_rgb"] - peak_signal_noise_ratio(ref, noisy, data_range=255)) < 1e-6
 
 
+def test_scores_in_row_strips_equal_the_whole_frame():
+    """`score_frame` works in row strips so that its memory does not grow with the frame; any
+    strip height, down to one row, gives the whole-frame scores of scikit-image."""
+    ref = photo()[:150, :101]
+    noisy = np.clip(ref.astype(int) + np.random.default_rng(1).integers(-9, 10, ref.shape), 0, 255).astype(np.uint8)
+    ry, ny = rgb2ycbcr(ref)[..., 0], rgb2ycbcr(noisy)[..., 0]
+    expected = {"psnr_y": peak_signal_noise_ratio(ry, ny, data_range=255),
+                "ssim_y": structural_similarity(ry, ny, gaussian_weights=True, sigma=1.5,
+                                                use_sample_covariance=False, data_range=255),
+                "psnr_rgb": peak_signal_noise_ratio(ref, noisy, data_range=255)}
+    for strip_px in (101, 7 * 101, 40 * 101, 10**9):
+        for border in (0, 3):
+            got = score_frame(ref, noisy, border, strip_px=strip_px)
+            whole = score_frame(ref, noisy, border, strip_px=10**9)
+            assert all(abs(got[k] - whole[k]) < 1e-12 for k in got), (strip_px, border, got, whole)
+        got = score_frame(ref, noisy, strip_px=strip_px)
+        assert all(abs(got[k] - expected[k]) < 1e-9 for k in expected), (strip_px, got, expected)
+    tiny = score_frame(ref[:6, :5], noisy[:6, :5], strip_px=5)  # smaller than the 11×11 window
+    assert abs(tiny["ssim_y"] - ssim_y(ry[:6, :5], ny[:6, :5])) < 1e-12
+
+
 def test_border_crop_ignores_the_border():
     a = np.full((20, 20, 3), 100, np.uint8)
     b = a.copy()
@@ -64,3 +86,19 @@ def test_flicker_follows_the_reference_motion_and_sees_frame_to_frame_noise():
     frozen = np.repeat(clip[:1], 4, axis=0)  # an output that ignores the motion
     assert flicker(clip, clip) < 0.3  # steady: the reference's own motion explains the change
     assert flicker(noisy, clip) > 2.5 and flicker(frozen, clip) > 2 * flicker(clip, clip)
+
+
+def test_flicker_in_row_strips_equals_the_whole_frame():
+    """`warp_error` warps a band of rows at a time from the source rows its flow reaches, so its
+    memory does not grow with the frame: any band height gives the whole-frame measure."""
+    from videnhance.metrics import flow_between, warp_error
+
+    picture = photo("astronaut")
+    reference = [picture[10:210, 20:300], picture[14:214, 23:303]]  # moving (3, 4) px a frame
+    rng = np.random.default_rng(2)
+    output = [np.clip(r + rng.normal(0, 4, r.shape), 0, 255).astype(np.uint8) for r in reference]
+    flow = flow_between(*reference)
+    assert float(flow[0, 1].mean()) == pytest.approx(-4, abs=0.5)  # the picture moves up
+    whole = warp_error(*output, *reference, flow, strip_px=10**9)
+    for rows in (1, 7, 64):
+        assert warp_error(*output, *reference, flow, strip_px=rows * 280) == pytest.approx(whole, abs=1e-3)

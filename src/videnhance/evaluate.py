@@ -7,6 +7,10 @@ before it, under the ground truth's own motion (whose mean length, in pixels per
 `motion` column). Enhance mode has no ground truth: it
 scores the held-out validation frames of the video itself (degraded frame → model → frame), the
 self-supervised protocol.
+
+Memory follows the budget (`memory_mb`, `memory.budget`): frames are decoded in batches sized
+from it, scored in row strips sized from it, and bicubic runs through the budgeted `run_model`;
+where the optical flow of one frame would exceed it, the flicker column is left empty.
 """
 
 from __future__ import annotations
@@ -21,12 +25,26 @@ from .data import load_npz
 from .degrade import crop_to_multiple
 from .infer import pick_device, run_model
 from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
-from .metrics import flow_between, psnr, rgb_to_y, score_frame, warp_error
+from .memory import budget
+from .metrics import STRIP_PX, flow_between, psnr, rgb_to_y, score_frame, warp_error
 from .models import load_model
 from .report import plot_per_frame
 from .scores import ALL_METHODS, COLUMNS
 
 log = logging.getLogger(__name__)
+
+
+FLICKER_BYTES_PER_PX = 64  # DIS flow on a frame (measured 55 B/px at 7680×4320) and the flow itself
+READ_AHEAD = 2  # batches each reader decodes ahead (`FrameReader.prefetch`)
+SCORE_BYTES_PER_PX = 180  # `score_frame`'s float64 work per pixel of a strip (measured: 182 MiB for 1 Mpx)
+
+
+def _frames_per_batch(budget_bytes: int, height: int, width: int, videos: int) -> int:
+    """Frames per decoded batch so that the batches `videos` readers hold at once (the one being
+    scored, the ones read ahead, the one being read) take at most half the budget: 8 for
+    ordinary sizes, fewer for huge frames, never less than 1."""
+    held = height * width * 3 * videos * (READ_AHEAD + 2)
+    return int(max(1, min(8, budget_bytes // 2 // held)))
 
 
 def _write(rows: list[dict], out_csv: str | Path, out_plot: str | Path | None) -> pd.DataFrame:
@@ -83,8 +101,16 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
     gt_meta = VideoMeta.from_json(gt_meta_json) if gt_meta_json else probe(ground_truth)
     methods = [m for m in ALL_METHODS if m != "single_frame" or single_frame is not None]
     outputs_of = {"milestone": milestone, "fine_tuned": enhanced, "single_frame": single_frame}
-    readers = [FrameReader(ground_truth, gt_meta, batch_size=8)]
-    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=8)
+    allowed = budget("cpu")
+    batch = _frames_per_batch(allowed, gt_meta.height, gt_meta.width, len(methods) + 1)
+    with_flicker = FLICKER_BYTES_PER_PX * gt_meta.height * gt_meta.width <= allowed
+    if not with_flicker:
+        log.warning("%s: measuring flicker on %dx%d frames needs about %.0f MiB, over the memory budget of "
+                    "%.0f MiB (memory_mb); the flicker column is left empty", video_id, gt_meta.width,
+                    gt_meta.height, FLICKER_BYTES_PER_PX * gt_meta.height * gt_meta.width / 2**20, allowed / 2**20)
+    strip_px = int(min(STRIP_PX, max(1 << 16, allowed // 4 // SCORE_BYTES_PER_PX)))
+    readers = [FrameReader(ground_truth, gt_meta, batch_size=batch, prefetch=READ_AHEAD)]
+    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=batch, prefetch=READ_AHEAD)
                 for p in [input_video, *(outputs_of[m] for m in methods[1:])]]
     counts = {str(r.path): r.meta.frames for r in readers}
     if len(set(counts.values())) != 1:
@@ -97,14 +123,15 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
         batch = [run_model(None, lr, gt.shape[1:3]), *models]
         for i in range(len(gt)):
             outputs = [b[i] for b in batch]
-            scores = {m: score_frame(gt[i], out, border) for m, out in zip(methods, outputs, strict=True)}
+            scores = {m: score_frame(gt[i], out, border, strip_px) for m, out in zip(methods, outputs, strict=True)}
             flow = flow_between(previous[0], gt[i]) if previous is not None else None
             motion = float(flow.square().sum(1).sqrt().mean()) if flow is not None else float("nan")
             for k, m in enumerate(methods):
                 scores[m]["flicker"] = (warp_error(previous[k + 1], outputs[k], previous[0], gt[i], flow)
                                         if previous is not None else float("nan"))
                 scores[m]["motion"] = motion
-            previous = (gt[i].copy(), *(out.copy() for out in outputs))
+            if with_flicker:
+                previous = (gt[i].copy(), *(out.copy() for out in outputs))
             rows += [{"video": video_id, "protocol": "ground truth", "frame": frame, "method": m, **scores[m]}
                      for m in methods]
             gain = scores["fine_tuned"]["psnr_y"] - scores["bicubic"]["psnr_y"]

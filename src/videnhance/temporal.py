@@ -29,37 +29,44 @@ from .models import ResBlock, SRResNet
 ALIGNMENTS = ("dis", "none")
 
 
-def dis_flow(ref: torch.Tensor, other: torch.Tensor, preset: str = "medium") -> torch.Tensor:
-    """Optical flow from `ref` to `other`, (n, 3, h, w) in [0, 1] → (n, 2, h, w) in pixels (x, y):
-    ref(p) ≈ other(p + flow(p)). OpenCV's DIS on the BT.601 luma, on the CPU, without gradients."""
+def luma_u8(x: torch.Tensor) -> np.ndarray:
+    """(n, 3, h, w) in [0, 1] → the uint8 BT.601 luma (n, h, w) that DIS works on."""
+    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+    y = (x.detach().float() * weights).sum(1).clamp(0, 1).mul(255).round()
+    return y.to(torch.uint8).cpu().numpy()
+
+
+def dis_flow_luma(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """Optical flow from luma `a` to luma `b`, uint8 (n, h, w) each → float32 (n, 2, h, w)."""
     import cv2
 
     presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-    weights = torch.tensor([0.299, 0.587, 0.114], device=ref.device).view(1, 3, 1, 1)
-
-    def luma(x: torch.Tensor) -> np.ndarray:
-        y = (x.detach().float() * weights).sum(1).clamp(0, 1).mul(255).round()
-        return y.to(torch.uint8).cpu().numpy()
-
-    a, b = luma(ref), luma(other)
     h, w = a.shape[1:]
     flows = np.zeros((len(a), 2, h, w), np.float32)
     if min(h, w) < 8:  # below DIS's smallest patch: no motion estimate
-        return torch.from_numpy(flows).to(ref.device)
+        return flows
     dis = cv2.DISOpticalFlow_create(presets[preset])
     for i in range(len(a)):
         flows[i] = dis.calc(a[i], b[i], None).transpose(2, 0, 1)
-    return torch.from_numpy(flows).to(ref.device)
+    return flows
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """`image` (n, c, h, w) sampled at p + flow(p) (bilinear, edges repeated)."""
-    n, _, h, w = image.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=image.device, dtype=flow.dtype),
-                            torch.arange(w, device=image.device, dtype=flow.dtype), indexing="ij")
-    x = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
-    y = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
+def dis_flow(ref: torch.Tensor, other: torch.Tensor, preset: str = "medium") -> torch.Tensor:
+    """Optical flow from `ref` to `other`, (n, 3, h, w) in [0, 1] → (n, 2, h, w) in pixels (x, y):
+    ref(p) ≈ other(p + flow(p)). OpenCV's DIS on the BT.601 luma, on the CPU, without gradients."""
+    return torch.from_numpy(dis_flow_luma(luma_u8(ref), luma_u8(other), preset)).to(ref.device)
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor, row0: int = 0) -> torch.Tensor:
+    """`image` (n, c, H, W) sampled at p + flow(p) (bilinear, edges repeated), for the points p of
+    `flow` (n, 2, h, W): by default the whole image (h = H); a band of rows whose first is image
+    row `row0` otherwise."""
+    _, _, height, width = image.shape
+    ys, xs = torch.meshgrid(torch.arange(row0, row0 + flow.shape[2], device=image.device, dtype=flow.dtype),
+                            torch.arange(width, device=image.device, dtype=flow.dtype), indexing="ij")
+    x = (xs + flow[:, 0]) * (2 / max(width - 1, 1)) - 1
+    y = (ys + flow[:, 1]) * (2 / max(height - 1, 1)) - 1
     grid = torch.stack([x, y], dim=-1).to(image.dtype)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
