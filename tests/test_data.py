@@ -1,13 +1,7 @@
 import numpy as np
 
-from videnhance.data import (
-    DEMO_PHOTOS,
-    SKIMAGE_PHOTOS,
-    PatchBatches,
-    load_image_sources,
-    sample_indices,
-    split_train_val,
-)
+from videnhance.data import DEMO_PHOTOS, SKIMAGE_PHOTOS, PatchBatches, load_image_sources
+from videnhance.samples import sample_indices, split_train_val
 
 
 def test_sample_indices_spread_and_bounded():

@@ -87,6 +87,18 @@ def test_side_by_side_is_twice_as_wide(tmp_path, clip):
     assert (meta.width, meta.height, meta.frames) == (256, 96, 16)
 
 
+def test_a_side_by_side_too_wide_for_the_encoder_is_shown_smaller(tmp_path, clip, monkeypatch):
+    """An 8K output ×2 would make a 30 720 px wide side-by-side, which x264 refuses (it failed
+    `reassemble` on a 7680×4320 clip): beyond the limit both halves are shown at half of it."""
+    import videnhance.io
+
+    monkeypatch.setattr(videnhance.io, "SIDE_BY_SIDE_MAX_WIDTH", 128)
+    enhanced = make_clip(tmp_path / "big.mp4", size=(128, 96))
+    side_by_side(clip, enhanced, tmp_path / "sbs.mp4")
+    meta = probe(tmp_path / "sbs.mp4")
+    assert (meta.width, meta.height, meta.frames) == (128, 48, 16)
+
+
 def test_side_by_side_of_an_odd_height_is_padded_to_4_2_0(tmp_path):
     small = make_clip(tmp_path / "small.mp4", size=(32, 15), frames=4, settings=LOSSLESS)
     enhanced = make_clip(tmp_path / "big.mkv", size=(64, 31), frames=4, settings=LOSSLESS)

@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from videnhance import pipeline
-from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.infer import enhance_video, run_model
 from videnhance.io import (
@@ -34,6 +33,7 @@ from videnhance.io import (
     probe,
 )
 from videnhance.models import SRResNet, save_model
+from videnhance.samples import save_pairs
 from videnhance.settings import Benchmark, Degrade, FineTune, Settings
 from videnhance.train import fine_tune
 

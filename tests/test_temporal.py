@@ -180,7 +180,7 @@ def test_the_workflow_runs_the_temporal_model_end_to_end(tmp_path):
 
 def _window_pairs(tmp_path, n: int = 6) -> None:
     """A pairs file as `degrade` writes it for a 3-frame model: degraded windows → centre frames."""
-    from videnhance.data import save_pairs
+    from videnhance.samples import save_pairs
 
     chain = DegradeChain.defaults()
     picture = photo("coffee")

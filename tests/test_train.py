@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from videnhance.config import ConfigError, validate_config
-from videnhance.data import save_pairs
 from videnhance.degrade import DegradeChain, make_pairs
 from videnhance.guard import Rule, gain_signal, near_scale_set
 from videnhance.models import SRResNet, load_model, save_model
+from videnhance.samples import save_pairs
 from videnhance.settings import Degrade, FineTune, Settings
 from videnhance.train import (
     MixedLoss,

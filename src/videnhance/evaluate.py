@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import load_npz
 from .degrade import crop_to_multiple
 from .infer import pick_device, run_model
 from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
@@ -29,6 +28,7 @@ from .memory import budget
 from .metrics import STRIP_PX, flow_between, psnr, rgb_to_y, score_frame, warp_error
 from .models import load_model
 from .report import plot_per_frame
+from .samples import load_npz
 from .scores import ALL_METHODS, COLUMNS
 
 log = logging.getLogger(__name__)

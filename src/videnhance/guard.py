@@ -1,7 +1,7 @@
 """The guard: is the fine-tuned model better than the base model on *this* video?
 
 The fine-tune never sees the video's ground truth (there is none in enhance mode), so it is judged
-on held-out stretches of the video's own frames (`data.split_train_val`), with two kinds of pairs:
+on held-out stretches of the video's own frames (`samples.split_train_val`), with two kinds of pairs:
 
 - **frame**: held-out frame degraded ×scale → that frame. The target is real video, but the
   content is `scale` times smaller than the model meets in use: at ×4 a 480×360 frame is judged

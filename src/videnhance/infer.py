@@ -399,10 +399,12 @@ def teacher_outputs(model: nn.Module, frames: np.ndarray, device: torch.device |
     return run_model(model, frames, device=device, batch_size=batch_size)
 
 
-def with_context(batches, radius: int):
+def with_context(batches, radius: int, lead: int = 0, trail: int = 0):
     """Batches of consecutive frames → blocks of frames with `radius` frames of context on each
     side (the first and last frame repeated at the video's ends), so that each frame is the centre
-    of exactly one window, in order. Holds at most one batch plus 2·radius frames."""
+    of exactly one window, in order. Holds at most one batch plus 2·radius frames. A part of a
+    video (`segments`) brings its own context: its first `lead` and last `trail` frames (at most
+    `radius` each) are context only, and only the rest is repeated."""
     if radius == 0:
         yield from batches
         return
@@ -410,13 +412,13 @@ def with_context(batches, radius: int):
     for batch in batches:
         if not len(batch):
             continue
-        held = np.concatenate([np.repeat(batch[:1], radius, 0) if held is None else held, batch])
+        held = np.concatenate([np.repeat(batch[:1], radius - lead, 0) if held is None else held, batch])
         ready = len(held) - 2 * radius
         if ready > 0:
             yield held
             held = held[ready:]
-    if held is not None:
-        yield np.concatenate([held, np.repeat(held[-1:], radius, 0)])
+    if held is not None and len(held) + radius - trail > 2 * radius:  # frames left to output
+        yield np.concatenate([held, np.repeat(held[-1:], radius - trail, 0)])
 
 
 def _stream(model: nn.Module | None, batches, size: tuple[int, int], scale: int, device: torch.device,
@@ -457,8 +459,11 @@ def _ready(item) -> np.ndarray:
 def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: str | Path, scale: int,
                   settings: EncodeSettings, device: str = "auto", batch_size: int | str = "auto", tile: int = 0,
                   overlap: int = 16, meta: VideoMeta | None = None, progress: bool = True,
-                  compile: bool = False, transport: str = "auto", bf16: bool = True) -> dict:
-    """Stream every frame of `input_path` through `model` into `output_path`.
+                  compile: bool = False, transport: str = "auto", bf16: bool = True,
+                  span: tuple[int, int] | None = None) -> dict:
+    """Stream every frame of `input_path` through `model` into `output_path`; with `span`
+    (start, end), only frames [start, end) (one part of a long video, `segments`), decoding up to
+    a multi-frame model's radius of context on each side.
 
     Decoding (ffmpeg process + reader thread), the model (this thread) and encoding (writer thread
     + ffmpeg process) overlap; queues are bounded so memory does not grow with video length.
@@ -472,6 +477,8 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     meta = meta or probe(input_path)
     out_w, out_h = meta.width * scale, meta.height * scale
     radius = window_radius(model)
+    start, end = span if span is not None else (0, meta.frames)
+    decoded = (max(0, start - radius), min(meta.frames, end + radius))
     if not tile and model is not None:  # the memory budget (`memory.fit`), before any frame meets the model
         requested = CPU_BATCH if batch_size == "auto" else int(batch_size)
         budget_batch, tile = fit(model, meta.frames, meta.height, meta.width, scale, requested, overlap, dev)
@@ -481,19 +488,22 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     if batch_size == "auto":
         batch_size = auto_batch_size(model, meta.height, meta.width, dev, scale) if not tile else CPU_BATCH
     layout = choose_layout(transport, dev, meta, settings)
-    reader = FrameReader(input_path, meta, batch_size=int(batch_size), pix_fmt=layout.read)
+    reader = FrameReader(input_path, meta, batch_size=int(batch_size), pix_fmt=layout.read,
+                         span=decoded if span is not None else None)
+    blocks = with_context(reader, radius, lead=start - decoded[0], trail=decoded[1] - end)
     plan = InferPlan(int(batch_size), tile, overlap, pad_batches=compile, bf16=bf16)
-    start = time.monotonic()
-    bar = _progress(meta.frames, f"infer {Path(output_path).name}") if progress else None
+    began = time.monotonic()
+    bar = _progress(end - start, f"infer {Path(output_path).name}") if progress else None
     with FrameWriter(output_path, out_w, out_h, meta.fps, settings, pix_fmt=layout.write,
                      colour=layout.colour) as writer:
-        for out in _stream(model, with_context(reader, radius), (out_h, out_w), scale, dev, plan, layout, radius):
+        for out in _stream(model, blocks, (out_h, out_w), scale, dev, plan, layout, radius):
             writer.write(out)
             if bar is not None:
                 bar.update(len(out))
-    seconds = time.monotonic() - start
-    if writer.frames != meta.frames:
-        raise RuntimeError(f"{output_path}: wrote {writer.frames} frames, the input has {meta.frames}")
+    seconds = time.monotonic() - began
+    if writer.frames != end - start:
+        raise RuntimeError(f"{output_path}: wrote {writer.frames} frames, the input has {end - start}"
+                           f"{f' from frame {start}' if span else ''}")
     stats = {"frames": writer.frames, "seconds": round(seconds, 2), "fps": round(writer.frames / max(seconds, 1e-9), 2),
              "device": str(dev), "batch_size": int(batch_size), "compiled": bool(compile),
              "transport": f"{layout.read}→{layout.write}"}

@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -234,6 +235,23 @@ def retime(video_path: str | Path, timestamps: np.ndarray, time_base: Fraction, 
             raise VideoError(f"{video_path}: {k} frames for {len(timestamps)} source timestamps")
 
 
+def join_videos(parts: list[str | Path], out_path: str | Path) -> int:
+    """Join videos of the same stream layout end to end without re-encoding (ffmpeg's concat
+    demuxer, packets copied): the parts of a long video (`segments`). Checks that the result has
+    every part's frames, each with its own timestamp, and returns the frame count."""
+    counts = [len(frame_timestamps(p)[0]) for p in parts]
+    with atomic_output(out_path) as tmp, tempfile.TemporaryDirectory(prefix="videnhance-join-") as folder:
+        listing = Path(folder) / "parts.txt"
+        listing.write_text("".join("file '" + str(Path(p).resolve()).replace("'", "'\\''") + "'\n" for p in parts))
+        run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0", "-c", "copy",
+                    "-f", "matroska", str(tmp)], what=f"joining {len(parts)} parts into {out_path}")
+        stamps = frame_timestamps(tmp)[0]
+    if len(stamps) != sum(counts) or len(np.unique(stamps)) != len(stamps):
+        raise VideoError(f"{out_path}: joining parts of {counts} frames gave {len(stamps)} frames "
+                         f"({len(np.unique(stamps))} distinct timestamps)")
+    return len(stamps)
+
+
 TRUNCATION_SIGNS = ("File ended prematurely", "partial file", "Truncating packet", "moov atom not found",
                     "Packet corrupt", "Invalid NAL unit size")
 
@@ -284,11 +302,15 @@ class FrameReader:
     """
 
     def __init__(self, path: str | Path, meta: VideoMeta | None = None, batch_size: int = 8, prefetch: int = 2,
-                 pix_fmt: str = "rgb24"):
+                 pix_fmt: str = "rgb24", span: tuple[int, int] | None = None):
         self.path = Path(path)
         self.meta = meta or probe(path)
         self.batch_size = batch_size
         self.prefetch = prefetch
+        self.span = span  # frames [start, end) only, by index (ffmpeg decodes and drops the ones before)
+        if span is not None and not 0 <= span[0] < span[1] <= self.meta.frames:
+            raise ValueError(f"{self.path}: frames {span[0]}–{span[1]} are not within its {self.meta.frames} frames")
+        self.expected = span[1] - span[0] if span is not None else self.meta.frames
         try:
             self._shape, self._dtype = frame_layout(pix_fmt, self.meta.height, self.meta.width)
         except ValueError as err:
@@ -297,8 +319,30 @@ class FrameReader:
 
     def _command(self) -> list[str]:
         convert = self.meta.colour.decode_filter(self.meta.pix_fmt) if self.pix_fmt == "rgb24" else []
-        return [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(self.path), "-map", "0:v:0", *convert,
+        filters, seek, limit = convert[1:], [], []
+        if self.span is not None:
+            start, end = self.span
+            seek = self._seek(start)
+            if seek is None:  # no timestamp per frame: decode from the start and drop what comes before
+                filters = [f"select=between(n\\,{start}\\,{end - 1})", *filters]
+                seek = []
+            limit = ["-frames:v", str(end - start)]  # and stop at the part's last frame
+        vf = ["-vf", ",".join(filters)] if filters else []
+        return [ffmpeg_exe(), "-nostdin", "-v", "error", *seek, "-i", str(self.path), "-map", "0:v:0", *vf, *limit,
                 "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-"]
+
+    def _seek(self, start: int) -> list[str] | None:
+        """ffmpeg input args that start decoding at frame `start`: a seek to the keyframe before it
+        and, as ffmpeg seeks accurately, every frame before its presentation timestamp dropped
+        (the stream's own timestamps, so variable frame rates and B-frames are exact). None when
+        the container's timestamps do not give one per frame."""
+        if start == 0:
+            return []
+        stamps, time_base = frame_timestamps(self.path)
+        if len(stamps) != self.meta.frames or len(np.unique(stamps)) != len(stamps):
+            return None
+        at, before = stamps[start] * time_base, stamps[start - 1] * time_base
+        return ["-seek_timestamp", "1", "-ss", f"{float(at - (at - before) / 4):.6f}"]
 
     def __iter__(self) -> Iterator[np.ndarray]:
         shape, dtype = self._shape, self._dtype
@@ -334,7 +378,7 @@ class FrameReader:
                 yield batch
         finally:
             stop.set()
-            if proc.poll() is None and delivered < self.meta.frames:
+            if proc.poll() is None and delivered < self.expected:
                 proc.kill()
             while thread.is_alive():  # drain so the pump can finish
                 try:
@@ -347,9 +391,10 @@ class FrameReader:
             code = proc.wait()
         if code != 0:
             raise VideoError(f"{self.path}: decoding failed after {delivered} frames: {stderr.strip()[-400:]}")
-        if delivered != self.meta.frames:
+        if delivered != self.expected:
             raise VideoError(
-                f"{self.path}: decoded {delivered} frames, probe counted {self.meta.frames}. "
+                f"{self.path}: decoded {delivered} frames, probe counted {self.expected}"
+                f"{f' from frame {self.span[0]}' if self.span else ''}. "
                 "The file may be truncated or corrupt; re-copy it."
             )
 
@@ -565,26 +610,37 @@ def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settin
         )
 
 
+SIDE_BY_SIDE_MAX_WIDTH = 7680  # two 3840-wide halves; x264 refuses frames wider than 16384
+
+
 def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: str | Path,
                  settings: EncodeSettings | None = None, colour: Colour | None = None) -> None:
     """Comparison clip: the input upscaled with bicubic (left) next to the enhanced video (right),
-    with one black row added below when the height is odd (so it can be 4:2:0).
+    with one black row added below when the height is odd (so it can be 4:2:0). Outputs wider
+    than half of `SIDE_BY_SIDE_MAX_WIDTH` are shown at that width, both halves alike.
 
     Both sides are read as RGB with `colour` (the source's; default: the enhanced stream's) and
     the clip is encoded and tagged with it, so the two halves show the colours the pipeline saw."""
     emeta = probe(enhanced_path, decode_check=False)
     colour = colour or emeta.colour
     settings = settings or EncodeSettings(crf=20)
-    width = 2 * emeta.width
-    height = emeta.height + emeta.height % 2  # padded to even: 4:2:0, which every player can show
+    panel_w, panel_h, resize = emeta.width, emeta.height, ""
+    if 2 * panel_w > SIDE_BY_SIDE_MAX_WIDTH:  # an 8K output ×2: too wide for the encoders; show it smaller
+        panel_w = SIDE_BY_SIDE_MAX_WIDTH // 2
+        panel_h = max(2, round(emeta.height * panel_w / emeta.width / 2) * 2)
+        resize = f"{panel_w}:{panel_h}:flags=area:"
+        log.info("%s: the side-by-side shows both halves at %dx%d (the output is %dx%d)", out_path, panel_w,
+                 panel_h, emeta.width, emeta.height)
+    width = 2 * panel_w
+    height = panel_h + panel_h % 2  # padded to even: 4:2:0, which every player can show
     to_rgb = f"{colour.scale_input()},format=gbrp"
     # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
     retime = f"settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB"
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
             ["-i", str(input_path), "-i", str(enhanced_path), "-filter_complex",
-             f"[0:v:0]{retime},scale={emeta.width}:{emeta.height}:flags=bicubic:{to_rgb},setsar=1[l];"
-             f"[1:v:0]{retime},scale={to_rgb},setsar=1[r];"
+             f"[0:v:0]{retime},scale={panel_w}:{panel_h}:flags=bicubic:{to_rgb},setsar=1[l];"
+             f"[1:v:0]{retime},scale={resize}{to_rgb},setsar=1[r];"
              f"[l][r]hstack=inputs=2:shortest=1,pad={width}:{height},{colour.tag_filter()}[v]",
              "-map", "[v]", "-fps_mode", "passthrough", *settings.args(width, height, colour), str(tmp)],
             what=f"{out_path} (side-by-side of {input_path} and {enhanced_path})",

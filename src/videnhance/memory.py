@@ -5,7 +5,8 @@ frame too large for the machine grows the process until the kernel's out-of-memo
 it (and perhaps other people's processes). So before a model meets frames, `fit` sizes the call
 from a budget: how many bytes the model needs per input pixel (`bytes_per_pixel`, measured once
 per model on a small probe with forward hooks, so it holds for any architecture), times the
-pixels of a batch, must stay under the budget, else fewer frames per call, else tiles.
+pixels of a batch, must stay under the budget, else fewer frames per call, else tiles, sized from
+what is left of the budget once the whole frames around them are counted (`frame_bytes`).
 
 The budget is `memory_mb` in the config (0: auto). Auto is half of what the machine or the job
 has left on a CPU (MemAvailable, and the cgroup's limit under Slurm or a container) and 70 % of
@@ -139,8 +140,23 @@ def fit(model, n: int, h: int, w: int, scale: int, batch_size: int, overlap: int
             log.warning("one %dx%d frame upscaled ×%d needs about %.0f MiB, over the memory budget of %.0f MiB",
                         w, h, scale, frame / 2**20, allowed / 2**20)
         return max(1, int(allowed // frame)), 0
-    side = int(math.sqrt(allowed / per_px)) - 2 * overlap
+    # tiles: the whole frame stays in memory around them, so what is left of the budget sizes a tile
+    held = frame_bytes(h, w, scale)
+    left = allowed - held
+    if left < allowed / 8:
+        log.warning("a %dx%d frame upscaled ×%d holds about %.0f MiB as whole frames (input, output, queues), "
+                    "most of the memory budget of %.0f MiB: the tiles get an eighth of it", w, h, scale,
+                    held / 2**20, allowed / 2**20)
+        left = allowed / 8
+    side = int(math.sqrt(left / per_px)) - 2 * overlap
     tile = max(side // 8 * 8, min_tile or max(8, 3 * overlap))
-    log.info("a %dx%d frame needs about %.0f MiB in one call (budget %.0f MiB): %d px tiles", w, h,
-             frame / 2**20, allowed / 2**20, tile)
+    log.info("a %dx%d frame needs about %.0f MiB in one call (budget %.0f MiB, %.0f MiB of it whole frames): "
+             "%d px tiles", w, h, frame / 2**20, allowed / 2**20, held / 2**20, tile)
     return 1, tile
+
+
+def frame_bytes(h: int, w: int, scale: int) -> int:
+    """Bytes one h×w frame holds whole while it is enhanced in tiles: its float input (12 B a
+    pixel), the float output the tiles are written into and its uint8 copy (15 B an output
+    pixel), and the uint8 frames the reader and writer queue on either side (two of each)."""
+    return int(h * w * (12 + 15 * scale * scale + 2 * (3 + 3 * scale * scale)))

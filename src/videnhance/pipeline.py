@@ -24,13 +24,11 @@ import numpy as np
 from . import __version__
 from .archs import arch_kwargs, frames_in
 from .colour import HDR_TRANSFERS, bit_depth
-from .data import load_npz, sample_indices, save_frames, save_pairs, split_train_val
-from .degrade import DegradeChain, centre, crop_to_multiple, eval_degrade
 from .errors import ModelFileError, VideoError
-from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, mux
+from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, join_videos, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
-from .models import load_model
+from .samples import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .settings import Encode, Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +66,8 @@ def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: S
     The ground truth is trimmed (bottom/right) to a multiple of the scale; evaluate trims the same way.
     With `benchmark.crf`, the input is x264 video at that CRF instead: compressed, as users' videos are.
     """
+    from .degrade import crop_to_multiple, eval_degrade
+
     scale, kind, crf = settings.scale, settings.benchmark.degradation, settings.benchmark.crf
     info = VideoMeta.from_json(meta) if meta else probe_file(ground_truth)
     w, h = info.width - info.width % scale, info.height - info.height % scale
@@ -101,6 +101,8 @@ def degrade(*, frames: str | Path, pairs: str | Path, settings: Settings) -> Non
     """Training pairs: degraded(frame) → frame, seeded; validation frames get one copy. For a
     multi-frame model: degraded(window) → its centre frame, the whole window degraded alike, and
     the full-resolution windows kept (`hr_window`) for the near-scale pairs."""
+    from .degrade import DegradeChain, centre, crop_to_multiple
+
     scale, degrade_cfg = settings.scale, settings.degrade
     data = load_npz(frames)
     chain = DegradeChain.from_settings(degrade_cfg)
@@ -133,6 +135,8 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
+    from .models import load_model
+
     source = settings.base_source() or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
@@ -159,11 +163,15 @@ def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history
 
 
 def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: Settings,
-          meta: str | Path | None = None, single_frame: bool = False) -> dict:
+          meta: str | Path | None = None, single_frame: bool = False,
+          part: tuple[int, int | None] | None = None) -> dict:
     """Enhance every frame. Benchmark mode encodes losslessly so scores reflect the model, not
     the encoder; `reassemble` encodes the deliverable with the configured codec. `single_frame`:
-    run a multi-frame model's own single-frame network instead (the report's single-frame row)."""
+    run a multi-frame model's own single-frame network instead (the report's single-frame row).
+    `part` (start, end or None for the last frame): only those frames, one part of a long video
+    (`segments`); `join_parts` puts the parts together."""
     from .infer import enhance_video
+    from .models import load_model
 
     mode, infer_cfg = settings.mode, settings.infer
     loaded = load_model(model)
@@ -179,12 +187,30 @@ def infer(*, model: str | Path, input_video: str | Path, output: str | Path, set
         log.warning("%s: spandrel advises against tiling a %s model (%s); infer.tile: 0 lets the memory budget "
                     "decide, and it tiles only when a whole frame does not fit", model, loaded.kwargs.get("name"),
                     loaded.kwargs["tiling"])
+    span = None
+    if part is not None:
+        span = (part[0], info.frames if part[1] is None else part[1])
+        if not 0 <= span[0] < span[1] <= info.frames:
+            raise VideoError(f"{input_video}: part {span[0]}–{span[1]} is not within its {info.frames} frames (the "
+                             "container's header misstated its length); set infer.segment_seconds: 0 to run it whole")
     stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings.device,
                           batch_size=infer_cfg.batch_size, tile=infer_cfg.tile, overlap=infer_cfg.tile_overlap,
                           meta=info, compile=infer_cfg.compile, transport=infer_cfg.transport,
-                          bf16=loaded.bf16)
+                          bf16=loaded.bf16, span=span)
     log.info("infer: %s", stats)
     return stats
+
+
+def join_parts(*, parts: list[str | Path], output: str | Path, meta: str | Path, settings: Settings) -> int:
+    """The parts of a long video's `infer`, joined without re-encoding into one stream with every
+    frame of the video (checked against the probe's count)."""
+    frames = VideoMeta.from_json(meta).frames
+    joined = join_videos(parts, output)
+    if joined != frames:
+        Path(output).unlink(missing_ok=True)
+        raise VideoError(f"{output}: the {len(parts)} parts hold {joined} frames, the video {frames}")
+    log.info("joined %d parts: %d frames", len(parts), joined)
+    return joined
 
 
 def warn_depth_and_hdr(source: str | Path, meta: VideoMeta, encode: EncodeSettings) -> None:

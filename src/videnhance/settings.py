@@ -179,6 +179,8 @@ class Infer(Section):
     tile: int
     transport: str
     tile_overlap: int
+    segment_seconds: float
+    segment_above_seconds: float
 
 
 @dataclass(frozen=True)

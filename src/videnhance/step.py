@@ -34,9 +34,11 @@ def step(log_path: str | None, threads: int = 1, name: str = "videnhance"):
     # fastai's import-time deprecation notices say nothing to a user of this pipeline
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*weight_norm.*", category=UserWarning)
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
+    threads = str(max(1, int(threads)))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+    else:  # read when torch is first imported: a step that never needs torch does not pay to import it
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
     saved_stdout = sys.stdout
     if log_file is not None:
         sys.stdout = log_file  # fastai/fastprogress bars go to the log, not between other jobs' lines
@@ -66,7 +68,8 @@ def rule_step(sm):
     from .memory import set_budget
     from .settings import Settings
 
-    settings = Settings.from_dict({k: v for k, v in sm.params.items() if k != "version"} | runtime_settings(sm.config))
+    settings = Settings.from_dict({k: v for k, v in sm.params.items() if k not in ("version", "part")}
+                                  | runtime_settings(sm.config))
     set_budget(settings.memory_mb)
     with step(sm.log[0] if sm.log else None, sm.threads, sm.rule):
         yield settings

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import __version__
 from .archs import arch_kwargs, frames_in
-from .data import FixedBatches, PatchBatches, load_npz
+from .data import FixedBatches, PatchBatches
 from .degrade import DegradeChain, centre, make_pairs, shrink_and_crop
 from .errors import ConfigError
 from .files import atomic_output, atomic_write_text
@@ -32,6 +32,7 @@ from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, teacher_outputs
 from .models import LoadedModel, build_model, load_model, save_model
 from .motion import Motion, MotionBatches, motion_clips
+from .samples import load_npz
 from .settings import Degrade, FineTune, Model, Pretrain
 from .weights import AUTO, fine_tune_lr
 

@@ -6,6 +6,7 @@ import sys
 import videnhance
 from videnhance.config import list_videos, validate_config, video_settings
 from videnhance.archs import frames_in
+from videnhance.segments import estimate_frames, plan as plan_parts
 from videnhance.settings import Model
 from videnhance.weights import base_for, is_packaged, packaged_files
 
@@ -28,10 +29,41 @@ os.environ.update(VIDENHANCE_ROOT=workflow.basedir)
 RESULTS = CFG["results"].rstrip("/")
 
 
+def _parts(vid):
+    """Frame ranges of a video's `infer` parts (videnhance.segments): one for most videos."""
+    seconds = CFG["infer"]["segment_seconds"]
+    if seconds <= 0:
+        return [(0, None)]
+    above = CFG["infer"]["segment_above_seconds"]
+    frames, fps = estimate_frames(VIDEOS[vid]["path"])
+    if len(plan_parts(frames, fps, seconds, above)) == 1:  # the header's word is enough here
+        return [(0, None)]
+    frames, fps = estimate_frames(VIDEOS[vid]["path"], count_above=0)  # split: count exactly
+    return plan_parts(frames, fps, seconds, above)
+
+
+PARTS = {vid: _parts(vid) for vid in VIDEOS}
+SEGMENTED = [vid for vid, parts in PARTS.items() if len(parts) > 1]
+
+
+def videos_regex(ids):
+    """A wildcard constraint that matches exactly these video ids (none: matches nothing)."""
+    return "|".join(map(re.escape, ids)) or "(?!)"
+
+
 wildcard_constraints:
     video="|".join(map(re.escape, VIDEOS)) or "NO_VIDEOS",
     scale=r"\d+",
     which="enhanced|milestone|single_frame",
+    part=r"\d+",
+
+
+def parts_of(wildcards):
+    """The part files a segmented video's `join_parts` joins, in order."""
+    return [
+        f"{RESULTS}/{wildcards.video}/infer/{wildcards.which}.part{k}.mkv"
+        for k in range(len(PARTS[wildcards.video]))
+    ]
 
 
 def video_setting(key):

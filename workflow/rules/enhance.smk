@@ -11,6 +11,8 @@ rule infer:
         f"{RESULTS}/{{video}}/logs/infer_{{which}}.log",
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.tsv"
+    wildcard_constraints:
+        video=videos_regex(sorted(set(VIDEOS) - set(SEGMENTED))),
     conda:
         CONDA_ENV
     threads: 8
@@ -24,6 +26,56 @@ rule infer:
         version=VERSION,
     script:
         "../scripts/infer.py"
+
+
+# A long video (infer.segment_seconds, videnhance.segments): one job per part, then a join.
+rule infer_part:
+    input:
+        unpack(input_files),
+        model=model_for,
+    output:
+        output=f"{RESULTS}/{{video}}/infer/{{which}}.part{{part}}.mkv",
+    log:
+        f"{RESULTS}/{{video}}/logs/infer_{{which}}.part{{part}}.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.part{{part}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 8
+    resources:
+        mem_mb=mem_mb(16000),
+        runtime=runtime(120),
+        gpu=1,
+    params:
+        mode=video_setting("mode"),
+        encode=CFG["encode"],
+        part=lambda wildcards: PARTS[wildcards.video][int(wildcards.part)],
+        version=VERSION,
+    script:
+        "../scripts/infer.py"
+
+
+rule join_parts:
+    input:
+        parts=parts_of,
+        meta=rules.probe.output.meta,
+    output:
+        output=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",
+    log:
+        f"{RESULTS}/{{video}}/logs/join_{{which}}.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/join_{{which}}.tsv"
+    wildcard_constraints:
+        video=videos_regex(SEGMENTED),
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=runtime(30),
+    params:
+        version=VERSION,
+    script:
+        "../scripts/join_parts.py"
 
 
 rule reassemble:
