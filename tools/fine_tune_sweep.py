@@ -45,12 +45,13 @@ import numpy as np
 import torch
 
 from videnhance.config import load_config_file
-from videnhance.data import FixedBatches, PatchBatches, load_image_sources, load_npz
+from videnhance.data import FixedBatches, PatchBatches, load_image_sources
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, resize
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
 from videnhance.metrics import score_frame
 from videnhance.models import load_model
+from videnhance.samples import load_npz
 from videnhance.settings import Settings
 from videnhance.train import fine_tune, fit, near_scale_pairs, seed_everything
 
