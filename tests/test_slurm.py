@@ -1,5 +1,7 @@
 """The workflow on a real (one-node) Slurm through profiles/slurm: jobs go through sbatch,
-GPU rules ask Slurm for a GPU, a broken video fails alone with its log, the good one is delivered.
+GPU rules ask Slurm for a GPU, a broken video fails alone with its log and the report still lists
+every video, the good one is delivered, and a long one runs as parts, each its own Slurm job,
+joined frame-exact.
 
 Needs root (it installs and starts Slurm with tests/slurm/cluster.sh); skipped otherwise.
 The test cluster has no accounting, so job status comes from squeue (on a real cluster the
@@ -7,6 +9,7 @@ plugin uses sacct by itself)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -15,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from videnhance.io import probe
@@ -27,7 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 RUN_LIMIT_S = 600  # the run takes 2-3 minutes on 2 cores; this only stops a hang
-GPU_RULES = ("fine_tune", "infer")
+GPU_RULES = ("fine_tune", "infer", "infer_part")
+LONG_FRAMES, PARTS = 30, 3  # infer.segment_seconds 0.4 at 25 fps: parts of 10 frames
 
 
 def cluster(action: str, limit_s: int) -> subprocess.CompletedProcess:
@@ -56,9 +61,12 @@ def run(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm")
     (workdir / "videos").mkdir()
     make_clip(workdir / "videos" / "good.mp4", size=(48, 48), frames=12, photo_name="astronaut")
+    make_clip(workdir / "videos" / "long.mp4", size=(48, 48), frames=LONG_FRAMES, photo_name="coffee")
     (workdir / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated garbage")
-    write_workdir(workdir, [("good", "videos/good.mp4", "benchmark"), ("broken", "videos/broken.mp4", "enhance")],
-                  TINY_CONFIG)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["infer"] = {**config["infer"], "segment_seconds": 0.4, "segment_above_seconds": 1.0}  # long.mp4 only
+    write_workdir(workdir, [("good", "videos/good.mp4", "benchmark"), ("broken", "videos/broken.mp4", "enhance"),
+                            ("long", "videos/long.mp4", "benchmark")], config)
     # Jobs run the `snakemake` of this environment on the node (sbatch --export=ALL passes PATH on).
     env = {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -73,7 +81,8 @@ def run(slurm_cluster, tmp_path_factory):
         # A 2-core node: one core per job, so two jobs can run at once; the profile's 16 GB for GPU
         # rules would not leave room for a second job on a small machine.
         "--max-threads", "1",
-        "--set-resources", *(f"{rule}:mem_mb=2000*attempt" for rule in ("pretrain", "fine_tune", "infer")),
+        "--set-resources",
+        *(f"{rule}:mem_mb=2000*attempt" for rule in ("pretrain", "fine_tune", "infer", "infer_part")),
         "--verbose",  # the plugin logs each sbatch command line at debug level
     ]
     started = time.monotonic()
@@ -116,6 +125,32 @@ def test_broken_video_fails_alone_with_its_log(run):
     # ran in the per-video `prep` group job.
     slurm_logs = sorted((workdir / ".snakemake" / "slurm_logs").glob("group_prep*/*.log"))
     assert any("broken.mp4: not a readable video" in p.read_text(errors="replace") for p in slurm_logs), slurm_logs
+    # and the run still ends with a report that accounts for every video
+    summary = (workdir / "results" / "report" / "summary.md").read_text()
+    assert "2 of 3 videos" in summary and re.search(r"\| broken \| failed \| probe \|", summary), summary
+
+
+def test_a_long_video_runs_as_parts_each_its_own_slurm_job(run):
+    """Three parts of each output stream (enhanced and milestone), each submitted on its own
+    with a GPU; the joined lossless stream equals one pass of the video's model over the whole
+    input, and the deliverable has every frame."""
+    from videnhance.infer import enhance_video
+    from videnhance.io import EncodeSettings
+    from videnhance.models import load_model
+
+    from .helpers import read_frames
+
+    workdir, _, output, _ = run
+    calls = sbatch_calls(output)
+    parts = [call for call in calls_for(calls, "infer_part") if "long" in call]
+    assert len(parts) == 2 * PARTS and all(" --gpus=1" in call for call in parts), parts
+    assert len([call for call in calls_for(calls, "join_parts") if "long" in call]) == 2
+    results = workdir / "results" / "long"
+    whole = workdir / "whole.mkv"
+    enhance_video(load_model(results / "model.pt").module, results / "input.mkv", whole, 2,
+                  EncodeSettings(codec="ffv1"), progress=False)
+    assert np.array_equal(read_frames(results / "infer" / "enhanced.mkv"), read_frames(whole))
+    assert probe(results / "enhanced.mkv").frames == LONG_FRAMES
 
 
 def test_gpu_rules_ask_slurm_for_a_gpu(run):
@@ -130,7 +165,7 @@ def test_gpu_rules_ask_slurm_for_a_gpu(run):
     assert cpu_calls and all("--gpus" not in call and "--gres" not in call for call in cpu_calls), cpu_calls
     # What Slurm itself recorded for those jobs: one GPU each.
     records = [line for line in jobs.splitlines() if re.search(r"Comment=rule_(fine_tune|infer)_", line)]
-    assert len(records) >= 3, jobs  # fine_tune + infer enhanced + infer milestone of the good video
+    assert len(records) >= 3 + 2 * PARTS, jobs  # the good video's fine_tune and two infers, the long one's parts
     assert all(re.search(r"TresPerJob=gres[:/]gpu:1", line) for line in records), records
 
 
