@@ -117,7 +117,8 @@ def test_a_join_missing_frames_is_refused(tmp_path):
 
 def test_the_workflow_runs_a_long_video_as_parts_and_reruns_only_a_lost_part(tmp_path):
     """Real Snakemake: a 50-frame benchmark clip and a variable-frame-rate clip with sound, both
-    over the threshold, run as parts of 10 frames; a 16-frame clip stays one job. The joined
+    over the threshold, run `infer` (and the benchmark clip `evaluate`) as parts of 10 frames; a
+    16-frame clip stays one job. The joined
     lossless output equals one `infer` over the whole video; the deliverable keeps every frame,
     timestamp and the sound; after a part's job is lost, that part is the only one that runs
     again."""
@@ -141,7 +142,7 @@ def test_the_workflow_runs_a_long_video_as_parts_and_reruns_only_a_lost_part(tmp
     dry = snakemake(tmp_path, "-n", "--cores", "2").stdout
     assert dry.count("rule infer_part:") == 1 and "output: results/long/infer/enhanced.part2.mkv" in dry
     long_jobs = {rule for rule, video in planned_jobs(dry) if video == "long"}
-    assert long_jobs == {"infer_part", "join_parts", "reassemble", "evaluate"}  # nothing before the parts
+    assert long_jobs == {"infer_part", "join_parts", "reassemble", "evaluate_part", "join_scores"}  # nothing before
     snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", timeout=1800)
 
     assert len(list((results / "long" / "infer").glob("enhanced.part*.mkv"))) == 5
@@ -153,8 +154,43 @@ def test_the_workflow_runs_a_long_video_as_parts_and_reruns_only_a_lost_part(tmp
     enhance_video(load_model(results / "long" / "model.pt").module, results / "long" / "input.mkv", whole, 2,
                   EncodeSettings(codec="ffv1"), progress=False)
     assert np.array_equal(read_frames(results / "long" / "infer" / "enhanced.mkv"), read_frames(whole))
+    # evaluate ran in parts too (the frame before each part gives its first frame's flicker):
+    # the joined scores are the one-job scores, to the digit
+    assert len(list((results / "long").glob("scores.part*.csv"))) == 5
+    from videnhance.evaluate import evaluate_benchmark
+
+    long = results / "long"
+    evaluate_benchmark("long", tmp_path / "long.mp4", long / "input.mkv", long / "infer" / "milestone.mkv",
+                       long / "infer" / "enhanced.mkv", 2, tmp_path / "whole_scores.csv",
+                       gt_meta_json=long / "meta.json")
+    assert (long / "scores.csv").read_text() == (tmp_path / "whole_scores.csv").read_text()
+    assert (long / "crops.png").stat().st_size > 0 and (long / "psnr_per_frame.png").stat().st_size > 0
     source, out = probe(tmp_path / "vfr.mkv"), probe(results / "vfr" / "enhanced.mkv")
     assert out.frames == source.frames and out.audio
     (src_ts, src_tb), (out_ts, out_tb) = frame_timestamps(tmp_path / "vfr.mkv"), frame_timestamps(
         results / "vfr" / "enhanced.mkv")
     np.testing.assert_allclose(out_ts * float(out_tb), src_ts * float(src_tb), atol=0.0015)
+
+
+def test_score_parts_that_miss_or_repeat_frames_are_refused(tmp_path):
+    import pandas as pd
+
+    from videnhance.evaluate import join_scores
+
+    clip = lavfi_clip(tmp_path / "gt.mkv", "64x48", 0.4, 25, "-c:v", "ffv1")  # 10 frames
+    probe(clip).to_json(tmp_path / "meta.json")
+
+    def part(name: str, frames) -> Path:
+        rows = [{"video": "v", "protocol": "ground truth", "frame": f, "method": m, "psnr_y": 30.0, "ssim_y": 0.9,
+                 "psnr_rgb": 29.0} for f in frames for m in ("bicubic", "milestone", "fine_tuned")]
+        pd.DataFrame(rows).to_csv(tmp_path / name, index=False)
+        return tmp_path / name
+
+    kwargs = {"ground_truth": clip, "input_video": clip, "milestone": clip, "enhanced": clip, "scale": 2,
+              "gt_meta_json": tmp_path / "meta.json"}
+    ok = join_scores("v", [part("a.csv", range(5)), part("b.csv", range(5, 10))], tmp_path / "ok.csv", **kwargs)
+    assert len(ok) == 30
+    for parts in ([part("a.csv", range(5)), part("c.csv", range(6, 10))],  # frame 5 missing
+                  [part("a.csv", range(5)), part("d.csv", range(4, 10))]):  # frame 4 twice
+        with pytest.raises(VideoError, match="do not hold frames 0–9 once each"):
+            join_scores("v", parts, tmp_path / "bad.csv", **kwargs)

@@ -95,10 +95,15 @@ def crops_png(panels: dict[str, np.ndarray], out_png: str | Path, title: str, cr
 def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str | Path, milestone: str | Path,
                        enhanced: str | Path, scale: int, out_csv: str | Path, border: int = 0,
                        out_crops: str | Path | None = None, gt_meta_json: str | Path | None = None,
-                       single_frame: str | Path | None = None, out_plot: str | Path | None = None) -> pd.DataFrame:
+                       single_frame: str | Path | None = None, out_plot: str | Path | None = None,
+                       span: tuple[int, int] | None = None) -> pd.DataFrame:
     """`single_frame`: the output of a multi-frame base's own single-frame network, scored as its
-    own method so the table shows what the neighbouring frames add."""
+    own method so the table shows what the neighbouring frames add. `span` (start, end): only
+    those frames (one part of a long video, `segments`; `join_scores` puts the parts together),
+    with the frame before them decoded too, for the flicker of the first."""
     gt_meta = VideoMeta.from_json(gt_meta_json) if gt_meta_json else probe(ground_truth)
+    start, end = span if span is not None else (0, gt_meta.frames)
+    decoded = (max(0, start - 1), end) if span is not None else None
     methods = [m for m in ALL_METHODS if m != "single_frame" or single_frame is not None]
     outputs_of = {"milestone": milestone, "fine_tuned": enhanced, "single_frame": single_frame}
     allowed = budget("cpu")
@@ -109,13 +114,13 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
                     "%.0f MiB (memory_mb); the flicker column is left empty", video_id, gt_meta.width,
                     gt_meta.height, FLICKER_BYTES_PER_PX * gt_meta.height * gt_meta.width / 2**20, allowed / 2**20)
     strip_px = int(min(STRIP_PX, max(1 << 16, allowed // 4 // SCORE_BYTES_PER_PX)))
-    readers = [FrameReader(ground_truth, gt_meta, batch_size=batch, prefetch=READ_AHEAD)]
-    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=batch, prefetch=READ_AHEAD)
+    readers = [FrameReader(ground_truth, gt_meta, batch_size=batch, prefetch=READ_AHEAD, span=decoded)]
+    readers += [FrameReader(p, probe(p, decode_check=False), batch_size=batch, prefetch=READ_AHEAD, span=decoded)
                 for p in [input_video, *(outputs_of[m] for m in methods[1:])]]
     counts = {str(r.path): r.meta.frames for r in readers}
     if len(set(counts.values())) != 1:
         raise VideoError(f"frame counts differ, cannot score {video_id}: {counts}")
-    rows, frame = [], 0
+    rows, frame = [], decoded[0] if decoded else 0
     best_gain, panels = -float("inf"), {}  # the frame for crops.png, kept during the one decoding pass
     previous = None  # the frame before (ground truth, outputs), for the flicker measure
     for gt, lr, *models in zip(*readers, strict=True):
@@ -123,6 +128,10 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
         batch = [run_model(None, lr, gt.shape[1:3]), *models]
         for i in range(len(gt)):
             outputs = [b[i] for b in batch]
+            if frame < start:  # the part's context: only the flicker of its first frame needs it
+                previous = (gt[i].copy(), *(out.copy() for out in outputs)) if with_flicker else None
+                frame += 1
+                continue
             scores = {m: score_frame(gt[i], out, border, strip_px) for m, out in zip(methods, outputs, strict=True)}
             flow = flow_between(previous[0], gt[i]) if previous is not None else None
             motion = float(flow.square().sum(1).sqrt().mean()) if flow is not None else float("nan")
@@ -143,6 +152,40 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
     log.info("%s: mean Y-PSNR %s", video_id, table.groupby("method").psnr_y.mean().round(3).to_dict())
     if out_crops and panels:
         crops_png(panels, out_crops, f"{video_id}, frame {best_frame} (ground truth)")
+    return table
+
+
+def join_scores(video_id: str, parts: list[str | Path], out_csv: str | Path, ground_truth: str | Path,
+                input_video: str | Path, milestone: str | Path, enhanced: str | Path, scale: int,
+                out_crops: str | Path | None = None, out_plot: str | Path | None = None,
+                gt_meta_json: str | Path | None = None, single_frame: str | Path | None = None) -> pd.DataFrame:
+    """The score files of a long video's parts (`evaluate_benchmark` with `span`) as one, checked
+    to hold every frame once, with the video's plot and the crops of the frame fine-tuning gained
+    the most on (that frame alone decoded again, from each video)."""
+    table = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
+    gt_meta = VideoMeta.from_json(gt_meta_json) if gt_meta_json else probe(ground_truth)
+    for method, frames in table.groupby("method").frame:
+        if not np.array_equal(frames.to_numpy(), np.arange(gt_meta.frames)):
+            raise VideoError(f"{video_id}: the {len(parts)} score parts do not hold frames 0–{gt_meta.frames - 1} "
+                             f"once each for {method}")
+    with atomic_output(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    if out_plot:
+        plot_per_frame(table, out_plot)
+    if out_crops:
+        frame = _largest_gain_frame(table)
+
+        def one(path: str | Path, meta: VideoMeta | None = None) -> np.ndarray:
+            return next(iter(FrameReader(path, meta or probe(path, decode_check=False), batch_size=1,
+                                         span=(frame, frame + 1))))
+
+        gt = crop_to_multiple(one(ground_truth, gt_meta), scale)
+        outputs = {"bicubic": run_model(None, one(input_video), gt.shape[1:3])[0],
+                   **({"single_frame": one(single_frame)[0]} if single_frame else {}),
+                   "milestone": one(milestone)[0], "fine_tuned": one(enhanced)[0]}
+        crops_png({"reference": gt[0], **outputs}, out_crops, f"{video_id}, frame {frame} (ground truth)")
+    log.info("%s: %d parts joined, mean Y-PSNR %s", video_id, len(parts),
+             table.groupby("method").psnr_y.mean().round(3).to_dict())
     return table
 
 

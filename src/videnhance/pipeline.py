@@ -249,21 +249,38 @@ def reassemble(*, enhanced: str | Path, source: str | Path, input_video: str | P
     make_side_by_side(input_video, enhanced, side_by_side, colour=source_meta.colour)
 
 
-def evaluate(*, scores: str | Path, crops: str | Path, settings: Settings, per_frame: str | Path | None = None,
-             ground_truth: str | Path | None = None,
+def evaluate(*, scores: str | Path, settings: Settings, crops: str | Path | None = None,
+             per_frame: str | Path | None = None, ground_truth: str | Path | None = None,
              meta: str | Path | None = None, input_video: str | Path | None = None, milestone: str | Path | None = None,
              enhanced: str | Path | None = None, pairs: str | Path | None = None, base: str | Path | None = None,
-             model: str | Path | None = None, single_frame: str | Path | None = None) -> None:
+             model: str | Path | None = None, single_frame: str | Path | None = None,
+             part: tuple[int, int | None] | None = None) -> None:
     """Per-frame scores of bicubic / (single-frame) / milestone / fine-tuned: against the ground
-    truth in benchmark mode, on the video's own held-out frames in enhance mode (see `evaluate`)."""
+    truth in benchmark mode, on the video's own held-out frames in enhance mode (see `evaluate`).
+    `part` (benchmark mode): only those frames of a long video (`join_scores` joins the parts)."""
     from .evaluate import evaluate_benchmark, evaluate_selfval
 
     border = settings.evaluate.crop_border
     if settings.mode == "benchmark":
+        span = None
+        if part is not None:
+            frames = VideoMeta.from_json(meta).frames
+            span = (part[0], frames if part[1] is None else part[1])
         evaluate_benchmark(settings.video, ground_truth, input_video, milestone, enhanced, settings.scale, scores,
-                           border, crops, gt_meta_json=meta, single_frame=single_frame, out_plot=per_frame)
+                           border, crops, gt_meta_json=meta, single_frame=single_frame, out_plot=per_frame,
+                           span=span)
     else:
         evaluate_selfval(settings.video, pairs, base, model, scores, border, settings.device, crops, per_frame)
+
+
+def join_scores(*, parts: list[str | Path], scores: str | Path, crops: str | Path, per_frame: str | Path,
+                ground_truth: str | Path, meta: str | Path, input_video: str | Path, milestone: str | Path,
+                enhanced: str | Path, settings: Settings, single_frame: str | Path | None = None) -> None:
+    """A long video's benchmark scores from its parts (`evaluate.join_scores`)."""
+    from .evaluate import join_scores as join
+
+    join(settings.video, parts, scores, ground_truth, input_video, milestone, enhanced, settings.scale, crops,
+         per_frame, gt_meta_json=meta, single_frame=single_frame)
 
 
 def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str | Path, md: str | Path,

@@ -6,7 +6,9 @@ by frame index into parts of about `infer.segment_seconds` each: every part is i
 job (many GPUs work on one film at once, a killed job redoes only its part), decodes the
 `radius` frames of context a multi-frame model needs on each side, and encodes only its own
 frames. `io.join_videos` joins the parts without re-encoding; `reassemble` then gives every frame
-the source's timestamp (variable frame rate) and muxes the audio once, as for a single part.
+the source's timestamp (variable frame rate) and muxes the audio once, as for a single part. In
+benchmark mode, where every frame is scored against the ground truth, `evaluate` runs in the same
+parts and `evaluate.join_scores` joins their score files.
 
 The number of parts is planned when the workflow is built, before any step has run: from the
 frame count the container states (or its duration times the frame rate), and for a video that

@@ -36,14 +36,21 @@ def _parts(vid):
         return [(0, None)]
     above = CFG["infer"]["segment_above_seconds"]
     frames, fps = estimate_frames(VIDEOS[vid]["path"])
-    if len(plan_parts(frames, fps, seconds, above)) == 1:  # the header's word is enough here
+    if (
+        len(plan_parts(frames, fps, seconds, above)) == 1
+    ):  # the header's word is enough here
         return [(0, None)]
-    frames, fps = estimate_frames(VIDEOS[vid]["path"], count_above=0)  # split: count exactly
+    frames, fps = estimate_frames(
+        VIDEOS[vid]["path"], count_above=0
+    )  # split: count exactly
     return plan_parts(frames, fps, seconds, above)
 
 
 PARTS = {vid: _parts(vid) for vid in VIDEOS}
 SEGMENTED = [vid for vid, parts in PARTS.items() if len(parts) > 1]
+# benchmark mode scores every frame against the ground truth: a long video's evaluate runs in the
+# same parts (enhance mode scores a sample of frames, one job)
+SEGMENTED_BENCHMARK = [vid for vid in SEGMENTED if SETTINGS[vid]["mode"] == "benchmark"]
 
 
 def videos_regex(ids):
@@ -62,6 +69,14 @@ def parts_of(wildcards):
     """The part files a segmented video's `join_parts` joins, in order."""
     return [
         f"{RESULTS}/{wildcards.video}/infer/{wildcards.which}.part{k}.mkv"
+        for k in range(len(PARTS[wildcards.video]))
+    ]
+
+
+def score_parts_of(wildcards):
+    """The score files a segmented benchmark video's `join_scores` joins, in order."""
+    return [
+        f"{RESULTS}/{wildcards.video}/scores.part{k}.csv"
         for k in range(len(PARTS[wildcards.video]))
     ]
 

@@ -24,6 +24,8 @@ rule evaluate:
         f"{RESULTS}/{{video}}/logs/evaluate.log",
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/evaluate.tsv"
+    wildcard_constraints:
+        video=videos_regex(sorted(set(VIDEOS) - set(SEGMENTED_BENCHMARK))),
     conda:
         CONDA_ENV
     threads: 2
@@ -39,6 +41,74 @@ rule evaluate:
         version=VERSION,
     script:
         "../scripts/evaluate.py"
+
+
+# A long benchmark video (infer.segment_seconds): scored in the same parts as its infer, joined.
+rule evaluate_part:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        scores=f"{RESULTS}/{{video}}/scores.part{{part}}.csv",
+    log:
+        f"{RESULTS}/{{video}}/logs/evaluate.part{{part}}.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/evaluate.part{{part}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
+    params:
+        video=get_video_id,
+        mode=video_setting("mode"),
+        scale=video_setting("scale"),
+        evaluate=CFG["evaluate"],
+        part=lambda wildcards: PARTS[wildcards.video][int(wildcards.part)],
+        version=VERSION,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule join_scores:
+    input:
+        unpack(evaluate_inputs),
+        parts=score_parts_of,
+    output:
+        scores=f"{RESULTS}/{{video}}/scores.csv",
+        crops=report(
+            f"{RESULTS}/{{video}}/crops.png",
+            caption="../report/crops.rst",
+            category="Videos",
+            subcategory="{video}",
+            labels={"video": "{video}", "figure": "crops"},
+        ),
+        per_frame=report(
+            f"{RESULTS}/{{video}}/psnr_per_frame.png",
+            caption="../report/per_frame.rst",
+            category="Videos",
+            subcategory="{video}",
+            labels={"video": "{video}", "figure": "per-frame Y-PSNR"},
+        ),
+    log:
+        f"{RESULTS}/{{video}}/logs/join_scores.log",
+    benchmark:
+        f"{RESULTS}/{{video}}/benchmarks/join_scores.tsv"
+    wildcard_constraints:
+        video=videos_regex(SEGMENTED_BENCHMARK),
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
+    params:
+        video=get_video_id,
+        mode=video_setting("mode"),
+        scale=video_setting("scale"),
+        evaluate=CFG["evaluate"],
+        version=VERSION,
+    script:
+        "../scripts/join_scores.py"
 
 
 rule report:

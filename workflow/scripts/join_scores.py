@@ -1,0 +1,6 @@
+from videnhance import pipeline
+from videnhance.step import rule_step
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+with rule_step(sm) as settings:
+    pipeline.join_scores(**sm.input, **sm.output, settings=settings)
