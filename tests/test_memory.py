@@ -21,15 +21,21 @@ def _auto_budget():
     memory.set_budget(0)
 
 
+def step_budget_mb(frame_work: float) -> int:
+    """A `memory_mb` that leaves `frame_work` bytes for the frames once this process and its
+    ffmpeg reserve are counted (a configured budget is the whole step's)."""
+    return int((frame_work + memory._resident() + memory.PIPES_RESERVE) / 2**20)
+
+
 def test_fit_keeps_the_batch_then_fewer_frames_then_tiles():
     model = SRResNet(scale=2, channels=16, blocks=1).eval()
     per_px = memory.bytes_per_pixel(model, 2)
     assert per_px > 4 * 16 * 4  # at least the 16-channel activations, four times over
-    frame = per_px * 100 * 100
-    memory.set_budget(int(8 * frame / 2**20) + 1)
-    assert memory.fit(model, 8, 100, 100, 2, 4, 16, "cpu") == (4, 0)  # 4 frames fit
-    memory.set_budget(int(2.5 * frame / 2**20))
-    assert memory.fit(model, 8, 100, 100, 2, 4, 16, "cpu") == (2, 0)
+    frame = per_px * 400 * 400  # large against the few MiB the process's own memory moves by
+    memory.set_budget(step_budget_mb(8 * frame))
+    assert memory.fit(model, 8, 400, 400, 2, 4, 16, "cpu") == (4, 0)  # 4 frames fit
+    memory.set_budget(step_budget_mb(2.5 * frame))
+    assert memory.fit(model, 8, 400, 400, 2, 4, 16, "cpu") == (2, 0)
     memory.set_budget(1)  # 1 MiB: not even one 1000×1000 frame
     batch, tile = memory.fit(model, 8, 1000, 1000, 2, 4, 16, "cpu")
     assert batch == 1 and 48 <= tile < 1000 and (tile + 32) ** 2 * per_px <= 2**20 + 8 * 1000 * per_px
@@ -48,8 +54,14 @@ def test_the_auto_budget_is_what_the_machine_has_left():
     auto = memory.budget("cpu")
     available = memory._mem_available()
     assert 0 < auto <= (available or auto * 2) * memory.CPU_FRACTION + 1
-    memory.set_budget(300)
-    assert memory.budget("cpu") == 300 * 2**20
+    # a configured budget is the step's: this process and its ffmpeg processes come off it
+    held = memory._resident()
+    assert held > 50 * 2**20  # the interpreter with torch imported
+    memory.set_budget(8000)
+    assert abs(memory.budget("cpu") - (8000 * 2**20 - held - memory.PIPES_RESERVE)) < 64 * 2**20
+    memory.set_budget(300)  # less than the process holds: an eighth is left for the frames
+    assert memory.budget("cpu") == 300 * 2**20 / 8
+    assert memory.budget("cuda:0") == 300 * 2**20  # GPU memory: the process is not in it
 
 
 def test_a_budgeted_call_is_tiled_and_equals_the_whole_frame():

@@ -10,7 +10,10 @@ what is left of the budget once the whole frames around them are counted (`frame
 
 The budget is `memory_mb` in the config (0: auto). Auto is half of what the machine or the job
 has left on a CPU (MemAvailable, and the cgroup's limit under Slurm or a container) and 70 % of
-the free memory on a CUDA device. Workflow steps set it once (`set_budget`, from `step.rule_step`).
+the free memory on a CUDA device. A configured budget is the whole step's on a CPU: what the
+process already holds and a reserve for its ffmpeg processes are taken off it (an x264 encoder
+of frames of 8K and more needs more than the reserve: docs/performance.md). Workflow steps set it
+once (`set_budget`, from `step.rule_step`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _configured_mb = 0
 _per_pixel: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 PROBE = 32  # side of the probe input
 CPU_FRACTION, CUDA_FRACTION = 0.5, 0.7
+PIPES_RESERVE = 256 * 2**20  # a step's ffmpeg decoder and encoder, beside its own process
 
 
 def set_budget(mb: int | None) -> None:
@@ -60,10 +64,24 @@ def _mem_available() -> int | None:
     return None
 
 
+def _resident() -> int:
+    """Bytes this process holds now (interpreter, torch, the model, data loaded), 0 if unknown."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
 def budget(device) -> int:
-    """The budget in bytes for model calls on `device` (a torch.device or its name)."""
+    """The budget in bytes for model calls on `device` (a torch.device or its name). A configured
+    `memory_mb` is the step's on a CPU: what the process already holds and `PIPES_RESERVE` for its
+    ffmpeg processes come off it (at least an eighth of it is left for the frames)."""
+    kind = getattr(device, "type", str(device).split(":")[0])
     if _configured_mb > 0:
-        return _configured_mb * 2**20
+        total = _configured_mb * 2**20
+        if kind == "cuda":
+            return total
+        return int(max(total / 8, total - _resident() - PIPES_RESERVE))
     import torch
 
     device = torch.device(device)
