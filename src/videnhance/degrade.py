@@ -216,7 +216,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="JPEG", quality=quality)
     buf.seek(0)
-    return np.asarray(Image.open(buf).convert("RGB"))
+    return np.array(Image.open(buf).convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 def make_pairs(hr_images: list[np.ndarray], scale: int, chain: DegradeChain, seed: int,
