@@ -42,7 +42,8 @@ def test_the_length_comes_from_the_container_header(tmp_path):
     assert abs(frames - 50) <= 1 and fps == 25.0  # mkv states no count: duration × rate
     with_sound = vfr_clip(tmp_path / "vfr.mkv", audio=True)  # 30 frames in 1.2 s, sound for 2 s
     assert estimate_frames(with_sound)[0] > 30  # the header's duration is the sound's
-    assert estimate_frames(with_sound, count_above=0)[0] == 30  # the packets, counted
+    assert estimate_frames(with_sound, count_above_seconds=0)[0] == 30  # the packets, counted
+    assert estimate_frames(with_sound, count_above_seconds=60)[0] > 30  # short by the header: not counted
     (tmp_path / "broken.mp4").write_text("not a video")
     assert estimate_frames(tmp_path / "broken.mp4") == (0, 0.0)
 

@@ -7,6 +7,7 @@ that binary comes without ffprobe.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -202,13 +203,23 @@ def _colour_tags(obj) -> dict[str, str]:
 
 
 def frame_timestamps(path: str | Path) -> tuple[np.ndarray, Fraction]:
-    """Presentation timestamps of the first video stream's frames, sorted, in its time base."""
+    """Presentation timestamps of the first video stream's frames, sorted, in its time base
+    (read-only). One demuxing pass per file version in a process: `probe` and a part's seek, say,
+    share it."""
+    stat = os.stat(path)
+    return _frame_timestamps(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _frame_timestamps(path: str, _mtime_ns: int, _size: int) -> tuple[np.ndarray, Fraction]:
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(path) as container:
         stream = container.streams.video[0]
-        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
-        return np.sort(np.asarray(pts, dtype=np.int64)), Fraction(stream.time_base)
+        pts = np.sort(np.asarray([p.pts for p in container.demux(stream) if p.pts is not None and p.size],
+                                 dtype=np.int64))
+        pts.flags.writeable = False
+        return pts, Fraction(stream.time_base)
 
 
 def retime(video_path: str | Path, timestamps: np.ndarray, time_base: Fraction, out_path: str | Path) -> None:
@@ -319,7 +330,7 @@ class FrameReader:
 
     def _command(self) -> list[str]:
         convert = self.meta.colour.decode_filter(self.meta.pix_fmt) if self.pix_fmt == "rgb24" else []
-        filters, seek, limit = convert[1:], [], []
+        filters, seek, limit = convert[1:], [], []  # `decode_filter` gives ["-vf", filter] or []
         if self.span is not None:
             start, end = self.span
             seek = self._seek(start)

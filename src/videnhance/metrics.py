@@ -59,11 +59,6 @@ def _ssim_args(height: int, width: int) -> dict:
             "win_size": win}
 
 
-def ssim_y(reference_y: np.ndarray, test_y: np.ndarray, border: int = 0) -> float:
-    a, b = _crop(reference_y, border), _crop(test_y, border)
-    return float(structural_similarity(a, b, **_ssim_args(*a.shape)))
-
-
 def score_frame(reference: np.ndarray, test: np.ndarray, border: int = 0,
                 strip_px: int = STRIP_PX) -> dict[str, float]:
     """Y-PSNR, Y-SSIM and RGB-PSNR of one uint8 RGB frame against its reference.
@@ -79,14 +74,16 @@ def score_frame(reference: np.ndarray, test: np.ndarray, border: int = 0,
     pad = (args["win_size"] - 1) // 2  # scikit-image leaves this border out of SSIM's mean
     se_y = se_rgb = ssim_sum = 0.0
     for r0, r1 in _strips(h, w, strip_px):
-        ref_y, tst_y = rgb_to_y(ref[r0:r1]), rgb_to_y(tst[r0:r1])
-        se_y += float(np.square(ref_y - tst_y).sum())
+        # the strip's Y with the SSIM filter's reach of rows on either side (≥ win_size rows, as
+        # pad ≤ the radius), converted once for both measures
+        lo, hi = max(0, r0 - SSIM_RADIUS), min(h, r1 + SSIM_RADIUS)
+        ref_y, tst_y = rgb_to_y(ref[lo:hi]), rgb_to_y(tst[lo:hi])
+        se_y += float(np.square(ref_y[r0 - lo : r1 - lo] - tst_y[r0 - lo : r1 - lo]).sum())
         se_rgb += float(np.square(ref[r0:r1].astype(np.float64) - tst[r0:r1]).sum())
         k0, k1 = max(r0, pad), min(r1, h - pad)  # the SSIM map rows this strip counts
         if k1 <= k0:
             continue
-        lo, hi = max(0, k0 - SSIM_RADIUS), min(h, k1 + SSIM_RADIUS)  # ≥ win_size rows, as pad ≤ the radius
-        _, ssim_map = structural_similarity(rgb_to_y(ref[lo:hi]), rgb_to_y(tst[lo:hi]), full=True, **args)
+        _, ssim_map = structural_similarity(ref_y, tst_y, full=True, **args)
         ssim_sum += float(ssim_map[k0 - lo : k1 - lo, pad : w - pad].sum(dtype=np.float64))
     ssim_count = max(0, h - 2 * pad) * max(0, w - 2 * pad)
     return {

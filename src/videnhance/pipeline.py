@@ -29,6 +29,7 @@ from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, j
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
 from .samples import load_npz, sample_indices, save_frames, save_pairs, split_train_val
+from .segments import part_span
 from .settings import Encode, Settings
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,7 @@ def infer(*, model: str | Path, input_video: str | Path, output: str | Path, set
         log.warning("%s: spandrel advises against tiling a %s model (%s); infer.tile: 0 lets the memory budget "
                     "decide, and it tiles only when a whole frame does not fit", model, loaded.kwargs.get("name"),
                     loaded.kwargs["tiling"])
-    span = None
-    if part is not None:
-        span = (part[0], info.frames if part[1] is None else part[1])
-        if not 0 <= span[0] < span[1] <= info.frames:
-            raise VideoError(f"{input_video}: part {span[0]}–{span[1]} is not within its {info.frames} frames (the "
-                             "container's header misstated its length); set infer.segment_seconds: 0 to run it whole")
+    span = part_span(part, info.frames, input_video) if part is not None else None
     stats = enhance_video(loaded.module, input_video, output, loaded.scale, encode, device=settings.device,
                           batch_size=infer_cfg.batch_size, tile=infer_cfg.tile, overlap=infer_cfg.tile_overlap,
                           meta=info, compile=infer_cfg.compile, transport=infer_cfg.transport,
@@ -262,10 +258,7 @@ def evaluate(*, scores: str | Path, settings: Settings, crops: str | Path | None
 
     border = settings.evaluate.crop_border
     if settings.mode == "benchmark":
-        span = None
-        if part is not None:
-            frames = VideoMeta.from_json(meta).frames
-            span = (part[0], frames if part[1] is None else part[1])
+        span = part_span(part, VideoMeta.from_json(meta).frames, ground_truth) if part is not None else None
         evaluate_benchmark(settings.video, ground_truth, input_video, milestone, enhanced, settings.scale, scores,
                            border, crops, gt_meta_json=meta, single_frame=single_frame, out_plot=per_frame,
                            span=span)

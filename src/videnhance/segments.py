@@ -21,12 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def estimate_frames(path: str | Path, count_above: float | None = None) -> tuple[int, float]:
+def estimate_frames(path: str | Path, count_above_seconds: float | None = None) -> tuple[int, float]:
     """(frames, frames per second) of a video's first video stream, from its container's header
     (no decoding): the stated frame count, else the duration times the average rate. Where that
-    says more than `count_above` frames, the video stream's packets are counted instead (a
-    demuxing pass, no decoding): Matroska states no count, and its duration may be the audio's.
-    (0, 0.0) when the file cannot be read (the probe step reports that properly)."""
+    says the video is longer than `count_above_seconds`, the video stream's packets are counted
+    instead (a demuxing pass, no decoding): Matroska states no count, and its duration may be the
+    audio's. (0, 0.0) when the file cannot be read (the probe step reports that properly)."""
     import av
 
     try:
@@ -38,11 +38,23 @@ def estimate_frames(path: str | Path, count_above: float | None = None) -> tuple
                 seconds = (float(stream.duration * stream.time_base) if stream.duration
                            else (container.duration or 0) / 1e6)
                 frames = int(seconds * fps)
-            if count_above is not None and frames > count_above:
+            if count_above_seconds is not None and frames > count_above_seconds * fps:
                 frames = sum(1 for packet in container.demux(stream) if packet.size)
             return frames, fps
     except (OSError, IndexError, ValueError, av.error.FFmpegError):
         return 0, 0.0
+
+
+def part_span(part: tuple[int, int | None], frames: int, path: str | Path) -> tuple[int, int]:
+    """A planned part (start, end or None for the last frame) as frames [start, end) of a video of
+    `frames` frames, checked: the plan came from the container's header, the count from `probe`."""
+    from .errors import VideoError
+
+    start, end = part[0], frames if part[1] is None else part[1]
+    if not 0 <= start < end <= frames:
+        raise VideoError(f"{path}: part {start}–{end} is not within its {frames} frames (the container's header "
+                         "misstated its length); set infer.segment_seconds: 0 to run it whole")
+    return start, end
 
 
 def plan(frames: int, fps: float, seconds: float, above_seconds: float) -> list[tuple[int, int | None]]:

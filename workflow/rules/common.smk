@@ -35,14 +35,8 @@ def _parts(vid):
     if seconds <= 0:
         return [(0, None)]
     above = CFG["infer"]["segment_above_seconds"]
-    frames, fps = estimate_frames(VIDEOS[vid]["path"])
-    if (
-        len(plan_parts(frames, fps, seconds, above)) == 1
-    ):  # the header's word is enough here
-        return [(0, None)]
-    frames, fps = estimate_frames(
-        VIDEOS[vid]["path"], count_above=0
-    )  # split: count exactly
+    # the header's word for short videos; the packets counted where it says to split
+    frames, fps = estimate_frames(VIDEOS[vid]["path"], count_above_seconds=above)
     return plan_parts(frames, fps, seconds, above)
 
 
@@ -71,6 +65,11 @@ def parts_of(wildcards):
         f"{RESULTS}/{wildcards.video}/infer/{wildcards.which}.part{k}.mkv"
         for k in range(len(PARTS[wildcards.video]))
     ]
+
+
+def part_of(wildcards):
+    """A param of the part rules: this part's (start, end or None) frames."""
+    return PARTS[wildcards.video][int(wildcards.part)]
 
 
 def score_parts_of(wildcards):

@@ -29,30 +29,20 @@ rule infer:
 
 
 # A long video (infer.segment_seconds, videnhance.segments): one job per part, then a join.
-rule infer_part:
-    input:
-        unpack(input_files),
-        model=model_for,
+use rule infer as infer_part with:
     output:
         output=f"{RESULTS}/{{video}}/infer/{{which}}.part{{part}}.mkv",
     log:
         f"{RESULTS}/{{video}}/logs/infer_{{which}}.part{{part}}.log",
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.part{{part}}.tsv"
-    conda:
-        CONDA_ENV
-    threads: 8
-    resources:
-        mem_mb=mem_mb(16000),
-        runtime=runtime(120),
-        gpu=1,
+    wildcard_constraints:
+        video=videos_regex(SEGMENTED),
     params:
         mode=video_setting("mode"),
         encode=CFG["encode"],
-        part=lambda wildcards: PARTS[wildcards.video][int(wildcards.part)],
+        part=part_of,
         version=VERSION,
-    script:
-        "../scripts/infer.py"
 
 
 rule join_parts:

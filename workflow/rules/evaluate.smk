@@ -44,30 +44,22 @@ rule evaluate:
 
 
 # A long benchmark video (infer.segment_seconds): scored in the same parts as its infer, joined.
-rule evaluate_part:
-    input:
-        unpack(evaluate_inputs),
+use rule evaluate as evaluate_part with:
     output:
         scores=f"{RESULTS}/{{video}}/scores.part{{part}}.csv",
     log:
         f"{RESULTS}/{{video}}/logs/evaluate.part{{part}}.log",
     benchmark:
         f"{RESULTS}/{{video}}/benchmarks/evaluate.part{{part}}.tsv"
-    conda:
-        CONDA_ENV
-    threads: 2
-    resources:
-        mem_mb=mem_mb(4000),
-        runtime=runtime(30),
+    wildcard_constraints:
+        video=videos_regex(SEGMENTED_BENCHMARK),
     params:
         video=get_video_id,
         mode=video_setting("mode"),
         scale=video_setting("scale"),
         evaluate=CFG["evaluate"],
-        part=lambda wildcards: PARTS[wildcards.video][int(wildcards.part)],
+        part=part_of,
         version=VERSION,
-    script:
-        "../scripts/evaluate.py"
 
 
 rule join_scores:
