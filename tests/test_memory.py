@@ -172,3 +172,68 @@ def test_benchmark_evaluate_follows_the_budget(tmp_path):
     scores = ["psnr_y", "ssim_y", "psnr_rgb"]
     np.testing.assert_allclose(small[scores], free[scores], rtol=0, atol=1e-12)
     assert free.flicker.notna().sum() == 3 * (n - 1) and small.flicker.isna().all()
+
+
+FFMPEG_PEAK = """
+import resource, sys, time
+from fractions import Fraction
+import numpy as np
+from skimage import data, transform
+from videnhance.io import EncodeSettings, FrameReader, FrameWriter, LOSSLESS, probe
+
+w, h, n = 1920, 1080, 40
+base = (transform.resize(data.astronaut(), (h, w), order=1) * 255).astype(np.uint8)
+if sys.argv[1] == "decode":  # a decoder read slowly: its queues full
+    for _batch in FrameReader(sys.argv[2], probe(sys.argv[2]), batch_size=1):
+        time.sleep(0.05)
+else:
+    settings = {"x264": EncodeSettings(), "lean": EncodeSettings(lean=True), "ffv1": LOSSLESS}[sys.argv[1]]
+    with FrameWriter(sys.argv[2], w, h, Fraction(25), settings) as writer:  # as fast as ffmpeg takes frames
+        for i in range(n):
+            writer.write(np.roll(base, 3 * i, axis=1)[None])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+"""
+
+
+def test_the_ffmpeg_estimates_hold_for_real_processes(tmp_path):
+    """1080p frames written through a real ffmpeg as fast as it takes them (its worst case), with
+    x264, its lean mode and FFV1, then read back slowly: each ffmpeg process's peak stays under
+    `encoder_bytes` or `decoder_bytes` and above half of it, so the estimate is neither broken
+    nor idle, and the lean x264 holds less than the default."""
+    from videnhance.io import LOSSLESS, EncodeSettings
+
+    def peak(kind: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", FFMPEG_PEAK, kind, str(tmp_path / f"{kind}.mkv")],
+                              capture_output=True, text=True, check=True)
+        return int(proc.stdout.split()[-1])
+
+    peaks = {kind: peak(kind) for kind in ("x264", "lean", "ffv1")}
+    (tmp_path / "decode.mkv").symlink_to(tmp_path / "x264.mkv")
+    peaks["decode"] = peak("decode")
+    estimates = {"x264": memory.encoder_bytes(EncodeSettings(), 1920, 1080),
+                 "lean": memory.encoder_bytes(EncodeSettings(lean=True), 1920, 1080),
+                 "ffv1": memory.encoder_bytes(LOSSLESS, 1920, 1080), "decode": memory.decoder_bytes(1920, 1080)}
+    mib = {k: (round(peaks[k] / 2**20), round(estimates[k] / 2**20)) for k in peaks}
+    assert all(estimates[k] / 2 < peaks[k] <= estimates[k] for k in peaks), mib
+    assert peaks["lean"] < peaks["x264"] * 0.75, mib
+
+
+def test_a_huge_x264_output_runs_lean_and_a_step_that_cannot_fit_is_refused():
+    from videnhance.errors import VideoError
+    from videnhance.io import LOSSLESS, EncodeSettings
+
+    x264 = EncodeSettings()
+    assert "-tune" not in x264.args(640, 360) and x264.args(640, 360, None)[-2:] != ["-tune", "zerolatency"]
+    assert EncodeSettings(lean=True).args(640, 360)[-2:] == ["-tune", "zerolatency"]
+    memory.set_budget(6000)
+    assert memory.lean_encoder(x264, 1920, 1080) is x264  # a small share of 6000 MiB
+    lean = memory.lean_encoder(x264, 15360, 8640, "out.mkv")
+    assert lean.lean and lean.crf == x264.crf and not x264.lean
+    assert memory.encoder_bytes(lean, 15360, 8640) < memory.encoder_bytes(x264, 15360, 8640) / 2
+    assert memory.lean_encoder(LOSSLESS, 15360, 8640) is LOSSLESS  # FFV1 has no lean mode
+    model = SRResNet(scale=2, channels=8, blocks=1).eval()
+    pipes = memory.decoder_bytes(7680, 4320) + memory.encoder_bytes(lean, 15360, 8640)
+    with pytest.raises(VideoError, match=r"out\.mkv: 7680x4320 frames ×2.*at least \d+00 MiB.*memory_mb 6000"):
+        memory.check_step(model, 4320, 7680, 2, 16, "cpu", pipes, "out.mkv")
+    memory.check_step(model, 1080, 1920, 2, 16, "cpu", memory.decoder_bytes(1920, 1080), "out.mkv")  # fits
+    memory.check_step(model, 4320, 7680, 2, 16, "cuda:0", pipes, "out.mkv")  # memory_mb is the GPU's there

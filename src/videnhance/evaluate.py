@@ -24,7 +24,7 @@ import pandas as pd
 from .degrade import crop_to_multiple
 from .infer import pick_device, run_model
 from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
-from .memory import budget
+from .memory import budget, decoder_bytes
 from .metrics import STRIP_PX, flow_between, psnr, rgb_to_y, score_frame, warp_error
 from .models import load_model
 from .report import plot_per_frame
@@ -106,7 +106,10 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
     decoded = (max(0, start - 1), end) if span is not None else None
     methods = [m for m in ALL_METHODS if m != "single_frame" or single_frame is not None]
     outputs_of = {"milestone": milestone, "fine_tuned": enhanced, "single_frame": single_frame}
-    allowed = budget("cpu")
+    # one decoder a video read: the ground truth, the input (1/scale² of its pixels) and each output
+    pipes = (len(methods) * decoder_bytes(gt_meta.width, gt_meta.height)
+             + decoder_bytes(gt_meta.width // scale, gt_meta.height // scale))
+    allowed = budget("cpu", beside=pipes)
     batch = _frames_per_batch(allowed, gt_meta.height, gt_meta.width, len(methods) + 1)
     with_flicker = FLICKER_BYTES_PER_PX * gt_meta.height * gt_meta.width <= allowed
     if not with_flicker:

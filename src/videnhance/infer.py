@@ -19,7 +19,7 @@ from torch import nn
 from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
 from .errors import ConfigError
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
-from .memory import fit
+from .memory import check_step, decoder_bytes, encoder_bytes, fit, lean_encoder
 from .tensors import to_float, to_uint8
 
 log = logging.getLogger(__name__)
@@ -479,9 +479,13 @@ def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: 
     radius = window_radius(model)
     start, end = span if span is not None else (0, meta.frames)
     decoded = (max(0, start - radius), min(meta.frames, end + radius))
+    settings = lean_encoder(settings, out_w, out_h, str(output_path))
     if not tile and model is not None:  # the memory budget (`memory.fit`), before any frame meets the model
         requested = CPU_BATCH if batch_size == "auto" else int(batch_size)
-        budget_batch, tile = fit(model, meta.frames, meta.height, meta.width, scale, requested, overlap, dev)
+        pipes = decoder_bytes(meta.width, meta.height) + encoder_bytes(settings, out_w, out_h)
+        check_step(model, meta.height, meta.width, scale, overlap, dev, pipes, str(output_path))
+        budget_batch, tile = fit(model, meta.frames, meta.height, meta.width, scale, requested, overlap, dev,
+                                 beside=pipes)
         if tile or budget_batch < requested:
             batch_size = budget_batch
     model = prepare_model(model, dev, compile)

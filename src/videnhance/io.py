@@ -35,6 +35,7 @@ from .colour import (
 )
 from .errors import VideoError
 from .files import atomic_output, atomic_write_text  # noqa: F401 - re-exported for callers of io
+from .memory import lean_encoder
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,8 @@ class FrameReader:
             limit = ["-frames:v", str(end - start)]  # and stop at the part's last frame
         vf = ["-vf", ",".join(filters)] if filters else []
         return [ffmpeg_exe(), "-nostdin", "-v", "error", *seek, "-i", str(self.path), "-map", "0:v:0", *vf, *limit,
-                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-"]
+                "-fps_mode", "passthrough", "-thread_queue_size", "1",  # one decoded frame queued, not 8
+                "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-"]
 
     def _seek(self, start: int) -> list[str] | None:
         """ffmpeg input args that start decoding at frame `start`: a seek to the keyframe before it
@@ -435,6 +437,7 @@ class EncodeSettings:
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
     bframes: bool = True  # False: frames stay in presentation order (needed to restore VFR timing)
+    lean: bool = False  # x264/x265 `-tune zerolatency`: half the memory for huge frames (`memory.lean_encoder`)
 
     def args(self, width: int, height: int, colour: Colour | None = None) -> list[str]:
         """Output options for a width×height stream; with `colour`, a YUV output is converted
@@ -452,6 +455,8 @@ class EncodeSettings:
             args += ["-qp", "0", "-preset", self.preset]
         elif self.codec in ("libx264", "libx265"):
             args += ["-crf", str(self.crf), "-preset", self.preset]
+        if self.lean and self.codec in ("libx264", "libx265"):
+            args += ["-tune", "zerolatency"]
         elif self.codec == "libsvtav1":
             args += ["-crf", str(self.crf), "-preset", "8"]
         elif self.codec.endswith("_nvenc"):  # constant quality, like crf (cq 0 would mean "automatic")
@@ -485,7 +490,7 @@ class FrameWriter:
                  colour: Colour | None = None):
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, Fraction(fps)
-        self.settings = settings or EncodeSettings()
+        self.settings = lean_encoder(settings or EncodeSettings(), width, height, str(self.path))
         try:
             self.frame_shape, self.frame_dtype = frame_layout(pix_fmt, height, width)
         except ValueError as err:

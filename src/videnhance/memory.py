@@ -11,9 +11,17 @@ what is left of the budget once the whole frames around them are counted (`frame
 The budget is `memory_mb` in the config (0: auto). Auto is half of what the machine or the job
 has left on a CPU (MemAvailable, and the cgroup's limit under Slurm or a container) and 70 % of
 the free memory on a CUDA device. A configured budget is the whole step's on a CPU: what the
-process already holds and a reserve for its ffmpeg processes are taken off it (an x264 encoder
-of frames of 8K and more needs more than the reserve: docs/performance.md). Workflow steps set it
-once (`set_budget`, from `step.rule_step`).
+process already holds and what its ffmpeg processes will hold are taken off it. Workflow steps
+set it once (`set_budget`, from `step.rule_step`).
+
+The ffmpeg processes are not small at large sizes: an encoder holds its look-ahead, reference and
+in-flight frames, a decoder its threads' frames and the queues of ffmpeg's own pipeline, all in
+proportion to the frame. `decoder_bytes` and `encoder_bytes` estimate them from figures measured
+with ffmpeg 9.0 fed as fast as it takes frames, its worst case (docs/performance.md): x264 at its
+defaults holds up to 170 + 5 × threads bytes a pixel, about 24 GB for 15360×8640 frames on two
+cores. `lean_encoder` switches x264/x265 to `-tune zerolatency` (no look-ahead, no B-frames,
+slice threads: about 85 bytes a pixel) when the default would take more than a third of what
+the step may use; `check_step` refuses a step that cannot fit before it starts.
 """
 
 from __future__ import annotations
@@ -24,13 +32,23 @@ import os
 import weakref
 from pathlib import Path
 
+from .errors import VideoError
+
 log = logging.getLogger(__name__)
 
 _configured_mb = 0
 _per_pixel: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 PROBE = 32  # side of the probe input
+MIN_TILE = 256  # the tile `check_step` asks room for
 CPU_FRACTION, CUDA_FRACTION = 0.5, 0.7
-PIPES_RESERVE = 256 * 2**20  # a step's ffmpeg decoder and encoder, beside its own process
+PIPES_RESERVE = 256 * 2**20  # a step's ffmpeg processes, where the caller does not say what they hold
+FFMPEG_BASE = 48 * 2**20  # an ffmpeg process before its first frame
+# Bytes per pixel of an ffmpeg process, measured with ffmpeg 9.0 (docs/performance.md, "ffmpeg's own memory")
+DECODE_PX, DECODE_PX_PER_THREAD = 55, 3  # a decoder into our pipe (`-thread_queue_size 1` on its output)
+ENCODE_PX = {"ffv1": 170}  # threads do not change it
+X264_PX, X264_PX_PER_THREAD = 170, 5  # x264/x265 at their defaults; other codecs are counted the same way
+LEAN_PX = 85  # x264/x265 with `-tune zerolatency`
+LEAN_SHARE = 1 / 3  # an encoder that would take more than this share of the step's memory runs lean
 
 
 def set_budget(mb: int | None) -> None:
@@ -72,26 +90,85 @@ def _resident() -> int:
         return 0
 
 
-def budget(device) -> int:
-    """The budget in bytes for model calls on `device` (a torch.device or its name). A configured
-    `memory_mb` is the step's on a CPU: what the process already holds and `PIPES_RESERVE` for its
-    ffmpeg processes come off it (at least an eighth of it is left for the frames)."""
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def decoder_bytes(width: int, height: int) -> int:
+    """What an ffmpeg process decoding width×height frames into one of our pipes holds at most:
+    its frame threads (ffmpeg's automatic count, cores + 1 up to 16) and its queues."""
+    threads = min(_cpus() + 1, 16)
+    return int(FFMPEG_BASE + (DECODE_PX + DECODE_PX_PER_THREAD * threads) * width * height)
+
+
+def encoder_bytes(settings, width: int, height: int) -> int:
+    """What an ffmpeg process encoding width×height frames from our pipe with `settings`
+    (`io.EncodeSettings`) holds at most, fed faster than it encodes."""
+    if settings.codec in ENCODE_PX:
+        per_px = ENCODE_PX[settings.codec]
+    elif getattr(settings, "lean", False) and settings.codec in ("libx264", "libx265"):
+        per_px = LEAN_PX
+    else:  # x264 counts 1.5 threads a core
+        per_px = X264_PX + X264_PX_PER_THREAD * max(1, _cpus() * 3 // 2)
+    return int(FFMPEG_BASE + per_px * width * height)
+
+
+def host_limit() -> int:
+    """Bytes the step may use in host memory: `memory_mb` when configured, else what the machine
+    or the job has left."""
+    if _configured_mb > 0:
+        return _configured_mb * 2**20
+    return _host_left()
+
+
+def _host_left() -> int:
+    left = [v for v in (_mem_available(), _cgroup_left()) if v is not None]
+    if not left:  # not Linux: what the page size and physical pages say
+        left = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")] if hasattr(os, "sysconf") else [8 << 30]
+    return int(min(left))
+
+
+def lean_encoder(settings, width: int, height: int, what: str = "the output"):
+    """`settings`, switched to x264/x265's lean mode (`-tune zerolatency`) when their default would
+    hold more than `LEAN_SHARE` of the step's memory for width×height frames. Files come out
+    somewhat larger at the same CRF (no B-frames, no look-ahead); the pictures are as good."""
+    if settings.codec not in ("libx264", "libx265") or getattr(settings, "lean", True):
+        return settings
+    need, limit = encoder_bytes(settings, width, height), host_limit()
+    if need <= limit * LEAN_SHARE:
+        return settings
+    import dataclasses
+
+    lean = dataclasses.replace(settings, lean=True)
+    log.warning("%s: %s at its defaults holds about %.0f MiB for %dx%d frames, over a third of the step's "
+                "%.0f MiB; encoding with -tune zerolatency (about %.0f MiB)", what, settings.codec,
+                need / 2**20, width, height, limit / 2**20, encoder_bytes(lean, width, height) / 2**20)
+    return lean
+
+
+def budget(device, beside: int = PIPES_RESERVE) -> int:
+    """The budget in bytes for model calls on `device` (a torch.device or its name). On a CPU,
+    `beside` is what the step's ffmpeg processes hold (`decoder_bytes`, `encoder_bytes`). A
+    configured `memory_mb` is the step's on a CPU: what the process already holds and `beside`
+    come off it (at least an eighth of it is left for the frames; `fit` refuses a frame that
+    cannot be enhanced in that)."""
     kind = getattr(device, "type", str(device).split(":")[0])
     if _configured_mb > 0:
         total = _configured_mb * 2**20
         if kind == "cuda":
             return total
-        return int(max(total / 8, total - _resident() - PIPES_RESERVE))
+        return int(max(total / 8, total - _resident() - beside))
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * CUDA_FRACTION)
-    left = [v for v in (_mem_available(), _cgroup_left()) if v is not None]
-    if not left:  # not Linux: what the page size and physical pages say
-        left = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")] if hasattr(os, "sysconf") else [8 << 30]
-    return int(min(left) * CPU_FRACTION)
+    left = _host_left()
+    return int(max(left / 8, min(left * CPU_FRACTION, left - beside)))
 
 
 def bytes_per_pixel(model, scale: int) -> float:
@@ -142,10 +219,11 @@ def bytes_per_pixel(model, scale: int) -> float:
 
 
 def fit(model, n: int, h: int, w: int, scale: int, batch_size: int, overlap: int, device,
-        min_tile: int = 0) -> tuple[int, int]:
+        min_tile: int = 0, beside: int = PIPES_RESERVE) -> tuple[int, int]:
     """(frames per call, tile side or 0) that keep a call of `model` on `n` frames of h×w under
-    the budget: the configured batch if it fits, else fewer frames, else one frame in tiles."""
-    allowed = budget(device)
+    the budget: the configured batch if it fits, else fewer frames, else one frame in tiles.
+    `beside`: what the step's ffmpeg processes hold (`decoder_bytes`, `encoder_bytes`)."""
+    allowed = budget(device, beside)
     per_px = bytes_per_pixel(model, scale)
     if per_px <= 0:
         return max(1, min(batch_size, n or 1)), 0
@@ -171,6 +249,32 @@ def fit(model, n: int, h: int, w: int, scale: int, batch_size: int, overlap: int
     log.info("a %dx%d frame needs about %.0f MiB in one call (budget %.0f MiB, %.0f MiB of it whole frames): "
              "%d px tiles", w, h, frame / 2**20, allowed / 2**20, held / 2**20, tile)
     return 1, tile
+
+
+def check_step(model, h: int, w: int, scale: int, overlap: int, device, beside: int, what: str) -> None:
+    """Refuse, before any work, a step that streams h×w frames through `model` ×`scale` when its
+    configured `memory_mb` (on a CPU) cannot hold this process, its ffmpeg processes (`beside`),
+    the whole frames around the tiles and one `MIN_TILE` tile; without a configured budget (or on
+    a GPU, where `memory_mb` is the device's), warn when the machine has less left."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    whole = frame_bytes(h, w, scale)
+    tile_px = (min(MIN_TILE, h) + 2 * overlap) * (min(MIN_TILE, w) + 2 * overlap)
+    tile = tile_px * bytes_per_pixel(model, scale) if kind == "cpu" else 0
+    need, resident = beside + whole + tile, _resident()
+    detail = (f"{what}: {w}x{h} frames ×{scale} (ffmpeg about {beside / 2**20:.0f} MiB, whole frames "
+              f"{whole / 2**20:.0f} MiB, a {MIN_TILE} px tile {tile / 2**20:.0f} MiB, this process "
+              f"{resident / 2**20:.0f} MiB)")
+    if kind == "cpu" and _configured_mb > 0:
+        if resident + need > _configured_mb * 2**20:
+            least = math.ceil((resident + need) / 2**20 / 100) * 100
+            raise VideoError(f"{detail}: the step needs at least {least} MiB, more than memory_mb "
+                             f"{_configured_mb}. Give it more (memory_mb, and the job's mem_mb under Slurm), "
+                             "or enhance at a smaller scale.")
+        return
+    left = _host_left()
+    if need > left:
+        log.warning("%s: needs about %.0f MiB beside this process; the machine has %.0f MiB left",
+                    detail, need / 2**20, left / 2**20)
 
 
 def frame_bytes(h: int, w: int, scale: int) -> int:
