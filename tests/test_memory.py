@@ -237,3 +237,30 @@ def test_a_huge_x264_output_runs_lean_and_a_step_that_cannot_fit_is_refused():
         memory.check_step(model, 4320, 7680, 2, 16, "cpu", pipes, "out.mkv")
     memory.check_step(model, 1080, 1920, 2, 16, "cpu", memory.decoder_bytes(1920, 1080), "out.mkv")  # fits
     memory.check_step(model, 4320, 7680, 2, 16, "cuda:0", pipes, "out.mkv")  # memory_mb is the GPU's there
+
+
+def test_degrade_gt_batches_follow_the_budget(tmp_path, monkeypatch):
+    """Benchmark mode's input is made in batches sized from the budget (it decoded 16 ground-truth
+    frames a batch, 14 GB of float work at 8K): under a small budget one frame at a time, and
+    the same input video as with the machine's budget."""
+    from videnhance import pipeline
+    from videnhance.io import LOSSLESS, FrameReader
+    from videnhance.settings import Benchmark, Settings
+
+    from .helpers import make_clip, read_frames
+
+    source = make_clip(tmp_path / "gt.mkv", size=(256, 192), frames=5, settings=LOSSLESS)
+    sizes = []
+    real_reader = pipeline.FrameReader
+
+    def reader(*args, **kwargs) -> FrameReader:
+        sizes.append(kwargs["batch_size"])
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "FrameReader", reader)
+    settings = Settings(scale=2, benchmark=Benchmark.defaults())
+    pipeline.degrade_gt(ground_truth=source, input_video=tmp_path / "auto.mkv", settings=settings)
+    memory.set_budget(1)
+    pipeline.degrade_gt(ground_truth=source, input_video=tmp_path / "small.mkv", settings=settings)
+    assert sizes == [16, 1]
+    assert np.array_equal(read_frames(tmp_path / "auto.mkv"), read_frames(tmp_path / "small.mkv"))

@@ -616,6 +616,7 @@ def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settin
     video_codec = ["-c:v", "copy"]  # keeps the colour tags FrameWriter gave the stream
     if settings is not None:
         vmeta = probe(video_path, decode_check=False)
+        settings = lean_encoder(settings, vmeta.width, vmeta.height, str(out_path))
         video_codec = ["-vf", meta.colour.tag_filter(), *settings.args(vmeta.width, vmeta.height, meta.colour)]
     subtitles = _subtitle_args(meta, out_path)
     with atomic_output(out_path) as tmp:
@@ -649,6 +650,7 @@ def side_by_side(input_path: str | Path, enhanced_path: str | Path, out_path: st
                  panel_h, emeta.width, emeta.height)
     width = 2 * panel_w
     height = panel_h + panel_h % 2  # padded to even: 4:2:0, which every player can show
+    settings = lean_encoder(settings, width, height, str(out_path))
     to_rgb = f"{colour.scale_input()},format=gbrp"
     # frame numbers, not container timestamps, pair the two sides (mp4 and mkv round differently)
     retime = f"settb=AVTB,setpts=N*{emeta.fps_den}/{emeta.fps_num}/TB"

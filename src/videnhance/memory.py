@@ -153,19 +153,18 @@ def budget(device, beside: int = PIPES_RESERVE) -> int:
     """The budget in bytes for model calls on `device` (a torch.device or its name). On a CPU,
     `beside` is what the step's ffmpeg processes hold (`decoder_bytes`, `encoder_bytes`). A
     configured `memory_mb` is the step's on a CPU: what the process already holds and `beside`
-    come off it (at least an eighth of it is left for the frames; `fit` refuses a frame that
-    cannot be enhanced in that)."""
+    come off it (at least an eighth of it is left for the frames; `check_step` refuses, before
+    it starts, an infer that cannot fit)."""
     kind = getattr(device, "type", str(device).split(":")[0])
     if _configured_mb > 0:
         total = _configured_mb * 2**20
         if kind == "cuda":
             return total
         return int(max(total / 8, total - _resident() - beside))
-    import torch
+    if kind == "cuda":
+        import torch
 
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
         return int(free * CUDA_FRACTION)
     left = _host_left()
     return int(max(left / 8, min(left * CPU_FRACTION, left - beside)))

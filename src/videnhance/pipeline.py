@@ -28,6 +28,7 @@ from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, join_videos, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
+from .memory import budget, decoder_bytes, encoder_bytes, lean_encoder
 from .samples import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .segments import part_span
 from .settings import Encode, Settings
@@ -60,6 +61,9 @@ def _input_meta(input_video: str | Path, meta: str | Path | None) -> VideoMeta:
     return VideoMeta.from_json(meta) if meta else probe_file(input_video, decode_check=False)
 
 
+DEGRADE_BYTES_PER_PX = 32  # eval_degrade's float work (21 B a pixel, measured at 8K), the batch and the reader's queue
+
+
 def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: Settings, meta: str | Path | None = None,
                batch_size: int = 16) -> None:
     """Benchmark mode: make the low-resolution input video from the ground truth (lossless FFV1).
@@ -73,6 +77,11 @@ def degrade_gt(*, ground_truth: str | Path, input_video: str | Path, settings: S
     info = VideoMeta.from_json(meta) if meta else probe_file(ground_truth)
     w, h = info.width - info.width % scale, info.height - info.height % scale
     encode = EncodeSettings(codec="libx264", crf=crf, preset="medium") if crf else LOSSLESS
+    encode = lean_encoder(encode, w // scale, h // scale, str(input_video))
+    # frames per batch from the budget: eval_degrade's float work, the batch and the reader's queue
+    pipes = decoder_bytes(info.width, info.height) + encoder_bytes(encode, w // scale, h // scale)
+    per_frame = DEGRADE_BYTES_PER_PX * info.width * info.height
+    batch_size = int(max(1, min(batch_size, budget("cpu", beside=pipes) // per_frame)))
     with FrameWriter(input_video, w // scale, h // scale, info.fps, encode) as writer:
         for batch in FrameReader(ground_truth, info, batch_size=batch_size):
             writer.write(eval_degrade(crop_to_multiple(batch, scale), scale, kind))
