@@ -211,3 +211,19 @@ def test_the_default_base_is_chosen_per_scale(run, tmp_path):
     assert verdict["lr"] == 2e-4
     base = describe_base(tmp_path / "results" / "base" / "x2.pt")
     assert "upconv7" in base["network"] and "WAIFU2X_PHOTO_UP2X" in base["source"], base
+
+
+def test_a_configured_memory_budget_is_what_each_job_requests(tmp_path):
+    """`memory_mb` is the budget a step plans in; each job asks the scheduler (Slurm's --mem) for
+    at least that, so the cgroup it runs in holds what it counts on."""
+    import re
+
+    clip = make_clip(tmp_path / "a.mp4")
+    write_workdir(tmp_path, [("a", str(clip), "enhance")], dict(TINY_CONFIG, memory_mb=20000))
+    out = snakemake(tmp_path, "-n", "--cores", "1").stdout
+    requests = {rule: int(mb) for rule, mb in re.findall(r"rule (\w+):.*?mem_mb=(\d+)", out, re.S)}
+    assert {"extract", "fine_tune", "infer", "reassemble"} <= requests.keys()
+    assert all(mb == 20000 for mb in requests.values()), requests
+    write_workdir(tmp_path, [("a", str(clip), "enhance")], TINY_CONFIG)
+    out = snakemake(tmp_path, "-n", "--cores", "1").stdout
+    assert "mem_mb=16000" in out and "mem_mb=20000" not in out  # the rules' own requests

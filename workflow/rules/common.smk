@@ -190,10 +190,13 @@ def get_final_outputs():
 
 
 def mem_mb(megabytes):
-    """A rule's memory request (MB), doubled on each retry: a job killed for memory gets twice as
-    much on its next attempt (`retries:` in profiles/slurm). Sites change it with `set-resources`.
+    """A rule's memory request (MB), at least the configured `memory_mb` (the budget the step
+    plans in: a Slurm job gets the memory its step counts on), doubled on each retry: a job
+    killed for memory gets twice as much on its next attempt (`retries:` in profiles/slurm).
+    Sites change it with `set-resources`.
     """
-    return lambda wildcards, attempt: megabytes * attempt
+    planned = int(config.get("memory_mb") or 0)
+    return lambda wildcards, attempt: max(megabytes, planned) * attempt
 
 
 def runtime(minutes):
