@@ -34,7 +34,7 @@ NETWORKS = [("srresnet_32x6", {"arch": "srresnet", "channels": 32, "blocks": 6})
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("seconds", type=float, help="training time per network")
-    parser.add_argument("--out", default="/tmp/arch", help="models, logs and score tables go here")
+    parser.add_argument("--out", default="results/arch_compare", help="models, logs and score tables go here")
     parser.add_argument("--data", default="../shared/data", help="holds train/BSDS200 and images/Set5, Set14")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
