@@ -50,9 +50,9 @@ def test_an_extra_architecture_runs_the_whole_chain(tmp_path, tiny_arch):
     pipeline.pretrain(model=tmp_path / "base.pt", history=tmp_path / "base.csv", settings=settings)
     result = pipeline.run_video(source, tmp_path / "out.mkv", settings, tmp_path / "work",
                                 base_checkpoint=tmp_path / "base.pt")
-    delivered = load_model(result["files"].model)
+    delivered = load_model(result.files.model)
     assert delivered.arch is tiny_arch and isinstance(delivered.module, TinySR) and delivered.kwargs == {"channels": 4}
-    assert result["verdict"]["steps"] == 4 and result["verdict"]["kept"] == "fine_tuned"
+    assert result.verdict.steps == 4 and result.verdict.kept == "fine_tuned"
     out = probe(tmp_path / "out.mkv")
     assert (out.width, out.height, out.frames) == (96, 64, 10)
 

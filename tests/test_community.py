@@ -147,8 +147,8 @@ def test_an_architecture_not_verified_to_train_is_for_inference_only(tmp_path):
     with pytest.raises(ModelFileError, match=refused):  # raised by the fine_tune step, whatever ran before
         run()
     result = run(enabled=False)
-    assert load_model(result["files"].model).kwargs["spandrel_arch"] == "SAFMN"
-    assert result["verdict"]["kept"] == "base" and probe(tmp_path / "out.mkv").width == 64
+    assert load_model(result.files.model).kwargs["spandrel_arch"] == "SAFMN"
+    assert result.verdict.kept == "base" and probe(tmp_path / "out.mkv").width == 64
 
 
 def test_arch_spandrel_needs_a_checkpoint():
@@ -169,15 +169,15 @@ def test_a_community_base_runs_the_whole_chain_with_audio(tmp_path):
     source = make_clip(tmp_path / "in.mkv", size=(40, 32), frames=8, audio=True)
     settings = full_video_settings(cfg, {"id": "in", "mode": "enhance"}).replace(device="cpu")
     result = pipeline.run_video(source, tmp_path / "out.mkv", settings, tmp_path / "work")
-    delivered = load_model(result["files"].model)
+    delivered = load_model(result.files.model)
     assert delivered.arch.name == "spandrel" and delivered.kwargs["spandrel_arch"] == "Compact"
-    assert result["verdict"]["kept"] == "fine_tuned" and result["verdict"]["steps"] == 4
+    assert result.verdict.kept == "fine_tuned" and result.verdict.steps == 4
     assert delivered.provenance["stage"] != "pretrain_load"  # the video's own weights, not the base's
     out = probe(tmp_path / "out.mkv")
     assert (out.width, out.height, out.frames) == (80, 64, 8) and len(out.audio) == 1
     from videnhance.report import _bases_html, base_rows, bases_table
 
-    rows = base_rows([result["files"].base])  # the report's "Base models" section, in summary.md and .html
+    rows = base_rows([result.files.base])  # the report's "Base models" section, in summary.md and .html
     table = bases_table(rows)
     assert f"| ×2 | {path} | RealESRGAN Compact (8nf, 2nc) | " in table and "| the file's authors |" in table
     assert "<td class=\"t\">RealESRGAN Compact (8nf, 2nc)</td>" in _bases_html(rows)

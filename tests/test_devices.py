@@ -84,6 +84,6 @@ def test_fine_tune_runs_and_reports_speed(tmp_path, device):
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg.replace(guard=False), device,
                         degrade_cfg=_tiny_cfg().degrade)
-    assert verdict["kept"] == "fine_tuned" and verdict["steps"] > 0
-    assert verdict["seconds"] > 0 and verdict["it_per_s"] > 0
+    assert verdict.kept == "fine_tuned" and verdict.steps > 0
+    assert verdict.seconds > 0 and verdict.it_per_s > 0
     assert json.loads((tmp_path / "v.json").read_text())["device"].startswith(device)

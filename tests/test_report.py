@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from videnhance.report import write_report
 
@@ -189,3 +190,19 @@ def test_the_run_plot_summarises_many_videos(tmp_path):
     few = tmp_path / "few.png"
     plot_gains(summary.iloc[:3], few)
     assert abs((tmp_path / "g.png").stat().st_size - few.stat().st_size) < 100_000
+
+
+def test_a_verdict_round_trips_and_older_files_still_open(tmp_path):
+    """verdict.json keeps its keys; a file from another version (unknown keys, missing ones) opens."""
+    from videnhance.verdict import Verdict
+
+    verdict = Verdict(kept="fine_tuned", reason="gained", gain_db=0.4, signals={"frame": {"gain_db": 0.4}}, steps=8)
+    verdict.write(tmp_path / "v.json")
+    written = json.loads((tmp_path / "v.json").read_text())
+    assert written == {"kept": "fine_tuned", "reason": "gained", "seconds": 0.0, "steps": 8, "gain_db": 0.4,
+                       "signals": {"frame": {"gain_db": 0.4}}}
+    assert Verdict.read(tmp_path / "v.json") == verdict
+    (tmp_path / "old.json").write_text(json.dumps({"kept": "base", "a_key_from_elsewhere": 1}))
+    assert Verdict.read(tmp_path / "old.json") == Verdict(kept="base")
+    with pytest.raises(ValueError, match="kept must be one of"):
+        Verdict(kept="maybe")

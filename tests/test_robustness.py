@@ -122,7 +122,7 @@ def test_tiny_frames_smaller_than_the_training_patch(tmp_path, pairs):
     cfg = FineTune.defaults(steps=2, steps_per_epoch=1, batch_size=2, patch=48, lr=1e-4, pairs=pairs, rounds=2)
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
-    assert verdict["kept"] in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
+    assert verdict.kept in ("base", "fine_tuned") and (tmp_path / "m.pt").exists()
 
 
 def test_very_large_frame_is_tiled(tmp_path):

@@ -212,12 +212,12 @@ def test_the_guard_chooses_among_single_frame_base_temporal_base_and_fine_tuned(
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
     delivered = load_model(tmp_path / "m.pt")
     if wrecked:
-        assert verdict["kept"] == "single_frame" and "single-frame network beats" in verdict["reason"]
+        assert verdict.kept == "single_frame" and "single-frame network beats" in verdict.reason
         assert delivered.arch.name == "srresnet" and delivered.frames_in == 1
         expected = base.single.state_dict()
     else:
-        assert verdict["kept"] == "base" and "Then: the base's single-frame network did not beat the base model" in \
-            verdict["reason"]
+        assert verdict.kept == "base" and "Then: the base's single-frame network did not beat the base model" in \
+            verdict.reason
         assert delivered.arch.name == "temporal"
         expected = base.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in delivered.module.state_dict().items())

@@ -19,6 +19,7 @@ from videnhance.train import (
     run_fingerprint,
     ssim_torch,
 )
+from videnhance.verdict import Verdict
 
 from .helpers import photo
 
@@ -83,15 +84,15 @@ def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
     cfg = _tiny_cfg(lr=5.0, patience=patience).fine_tune  # an absurd learning rate wrecks the model
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
-    assert verdict["kept"] == "base" and verdict["signal"] == "near_scale"
+    assert verdict.kept == "base" and verdict.signal == "near_scale"
     # each round run was measured as damage on the held-out pairs (both kinds) and undone
-    report = verdict["round_report"]
+    report = verdict.round_report
     assert not any(r["kept"] for r in report)
     assert all(s["gain_db"] < 0 for r in report for s in r["signals"].values())
     if patience == 1:  # round 1 undone: round 2 cannot pay off from the same weights, so it is skipped
-        assert [r["round"] for r in report] == [1] and verdict["rounds_run"] == 1 and verdict["rounds"] == 2
-        assert verdict["reason"].startswith("round 1 was undone and 1 later round(s) skipped: fine-tuned")
-        assert verdict["gain_db"] < 0  # what the rejected round measured, not the base's zero
+        assert [r["round"] for r in report] == [1] and verdict.rounds_run == 1 and verdict.rounds == 2
+        assert verdict.reason.startswith("round 1 was undone and 1 later round(s) skipped: fine-tuned")
+        assert verdict.gain_db < 0  # what the rejected round measured, not the base's zero
     else:  # every round runs, each at a lower rate
         assert [r["round"] for r in report] == [1, 2] and report[1]["lr"] == 5.0 * cfg.lr_backoff
     assert json.loads((tmp_path / "v.json").read_text())["kept"] == "base"
@@ -114,7 +115,7 @@ def test_unet_option_pretrains_and_fine_tunes(tmp_path):
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), np.array([0, 0, 0, 1], bool), np.arange(4))
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg.fine_tune, "cpu", degrade_cfg=cfg.degrade)
-    assert verdict["kept"] == "fine_tuned"
+    assert verdict.kept == "fine_tuned"
     loaded = load_model(tmp_path / "m.pt", arch="unet", scale=2)
     assert loaded.kwargs == {"encoder": "resnet18"}
     assert loaded.module(torch.rand(1, 3, 32, 48)).shape == (1, 3, 64, 96)
@@ -210,9 +211,9 @@ def test_guard_off_keeps_every_round_and_delivers_the_fine_tuned_model(tmp_path)
     cfg = _tiny_cfg(lr=5.0, guard=False).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
-    assert verdict["kept"] == "fine_tuned" and "guard off" in verdict["reason"]
-    assert [r["kept"] for r in verdict["round_report"]] == [True, True]
-    assert verdict["signals"]["near_scale"]["gain_db"] < 0  # still measured and reported
+    assert verdict.kept == "fine_tuned" and "guard off" in verdict.reason
+    assert [r["kept"] for r in verdict.round_report] == [True, True]
+    assert verdict.signals["near_scale"]["gain_db"] < 0  # still measured and reported
 
 
 def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
@@ -247,7 +248,7 @@ def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
     cfg = _tiny_cfg(lr=1e-3, pairs=pairs, patience=0).fine_tune  # every round runs
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
-    assert verdict["pairs"] == pairs and verdict["steps"] == 6
+    assert verdict.pairs == pairs and verdict.steps == 6
 
 
 def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
@@ -277,9 +278,9 @@ def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
     cfg = _tiny_cfg(lr=1e-3).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
-    assert verdict["kept"] == "base" and "no held-out frames" in verdict["reason"] and verdict["steps"] == 0
+    assert verdict.kept == "base" and "no held-out frames" in verdict.reason and verdict.steps == 0
     assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "base.pt").read_bytes()
-    assert json.loads((tmp_path / "v.json").read_text()) == verdict
+    assert Verdict.read(tmp_path / "v.json") == verdict
 
 
 def test_vgg_feature_loss_only_with_weights_the_user_supplies(tmp_path):

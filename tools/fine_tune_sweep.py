@@ -197,9 +197,9 @@ def main() -> None:
                 model, verdict = run_pipeline_variant(args.results, clip, args.scale, variant, config, device)
                 print(json.dumps({"clip": clip, **variant,
                                   "delta": round(mean_psnr(model, lr, gt, device) - base_psnr, 3),
-                                  "kept": verdict["kept"],
-                                  "val_gain": round(verdict.get("signals", {}).get("frame", {}).get("gain_db", 0.0), 3),
-                                  "rounds": verdict.get("round_report"), "seconds": verdict["seconds"]}), flush=True)
+                                  "kept": verdict.kept,
+                                  "val_gain": round(verdict.signals.get("frame", {}).get("gain_db", 0.0), 3),
+                                  "rounds": verdict.round_report, "seconds": verdict.seconds}), flush=True)
                 continue
             model, seconds, patch = run_variant(args.results, clip, args.scale, variant, device, args.log_dir, photos)
             print(json.dumps({"clip": clip, **variant,

@@ -87,13 +87,13 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
         result = run_video(path, d / "unused.mkv", settings, d, base_checkpoint=base, until="fine_tune")
     finally:
         RoundTracker.after_round = after_round
-    verdict, files = result["verdict"], result["files"]
+    verdict, files = result.verdict, result.files
     gt = crop_to_multiple(np.concatenate(list(FrameReader(path, probe(path), batch_size=16))), scale)
     lr = eval_degrade(gt, scale, cfg["benchmark"]["degradation"])
     base_model = load_model(base).module
     base_gt = gt_psnr(base_model, lr, gt)
     rounds = []
-    for report in verdict["round_report"]:
+    for report in verdict.round_report:
         model = load_model(base).module
         model.load_state_dict(states[report["round"]])
         gain = gt_psnr(model, lr, gt) - base_gt
@@ -104,8 +104,8 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     row = {"clip": clip, "scale": scale, "frames": len(gt), "gt_gain_db": last["gt_gain_db"],
            "gt_gain_min_db": last["gt_gain_min_db"], "gt_gain_max_db": last["gt_gain_max_db"],
            "frames_better": last["frames_better"], "base_gt_psnr": float(base_gt.mean()),
-           "signals": verdict["signals"], "rounds": rounds, "fine_tune_seconds": result["seconds"]["fine_tune"],
-           "train_frames": verdict["train_frames"], "val_frames": verdict["val_frames"],
+           "signals": verdict.signals, "rounds": rounds, "fine_tune_seconds": result.seconds["fine_tune"],
+           "train_frames": verdict.train_frames, "val_frames": verdict.val_frames,
            "total_seconds": round(time.monotonic() - start, 1)}
     if blends:
         pairs = load_npz(files.pairs)

@@ -48,7 +48,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     base = None if settings.base_source() else cached_base_model(settings, rebuild=args.rebuild_base)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="videnhance-"))
     result = run_video(args.input, args.output, settings, work, base_checkpoint=base)
-    print(f"guard: {result['verdict']['reason']}", file=sys.stderr)
+    print(f"guard: {result.verdict.reason}", file=sys.stderr)
     if not args.work:
         shutil.rmtree(work)
     print(args.output)

@@ -32,6 +32,7 @@ from .memory import budget, decoder_bytes, encoder_bytes, lean_encoder
 from .samples import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .segments import part_span
 from .settings import Encode, Settings
+from .verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
 
 
 def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path,
-              settings: Settings) -> dict:
+              settings: Settings) -> Verdict:
     """Fine-tune the base model on the video's pairs behind the guard (`train.fine_tune`), or,
     with `fine_tune.enabled: false`, deliver the base model as the video's model."""
     from .train import fine_tune as train_on_video
@@ -330,9 +331,19 @@ class VideoFiles:
                    per_frame=f / "psnr_per_frame.png")
 
 
+@dataclass
+class RunResult:
+    """What `run_video` did: each step's seconds, the video's files, the fine-tune's verdict
+    (None when it stopped before `fine_tune`)."""
+
+    seconds: dict[str, float]
+    files: VideoFiles
+    verdict: Verdict | None = None
+
+
 def run_video(source: str | Path, deliverable: str | Path, settings: Settings, work: str | Path, *,
               base_checkpoint: str | Path | None = None, until: str | None = None, score: bool = False,
-              before: Callable[[str], None] | None = None) -> dict:
+              before: Callable[[str], None] | None = None) -> RunResult:
     """One video through the workflow's steps, in rule order, without Snakemake: probe,
     (benchmark mode: degrade_gt), extract, degrade, pretrain_load, fine_tune, infer, reassemble,
     and with `score` the milestone's inference and evaluate.
@@ -340,8 +351,8 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
     `settings` is the whole per-video settings (`config.full_video_settings`); the base model is
     `base_checkpoint` (a pretrained file; `settings.checkpoint` wins, as in the workflow).
     `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
-    time one step). Logs one progress line per step and returns each step's seconds and the
-    fine-tune verdict."""
+    time one step). Logs one progress line per step and returns each step's seconds, the files
+    and the fine-tune verdict."""
     from .memory import set_budget
 
     files = VideoFiles.under(work)
@@ -382,17 +393,16 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
         if until not in names:
             raise ValueError(f"until={until!r}: not one of {names}")
         steps = steps[: names.index(until) + 1]
-    seconds: dict[str, float] = {}
-    result: dict = {"seconds": seconds, "files": files}
+    result = RunResult(seconds={}, files=files)
     for number, (name, call) in enumerate(steps, start=1):
         log.info("[%d/%d] %s: %s", number, len(steps), name, Path(source).name)
         if before is not None:
             before(name)
         start = time.monotonic()
         out = call()
-        seconds[name] = round(time.monotonic() - start, 2)
+        result.seconds[name] = round(time.monotonic() - start, 2)
         if name == "fine_tune":
-            result["verdict"] = out
-            log.info("[%d/%d] fine_tune: %s", number, len(steps), out["reason"])
-        log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, seconds[name])
+            result.verdict = out
+            log.info("[%d/%d] fine_tune: %s", number, len(steps), out.reason)
+        log.info("[%d/%d] %s done in %.1f s", number, len(steps), name, result.seconds[name])
     return result

@@ -18,6 +18,7 @@ import pandas as pd
 from .files import atomic_output, atomic_write_text
 from .runs import Outcome
 from .scores import ALL_METHODS, METRICS, methods_in, summarize
+from .verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,17 @@ KERNELS = {
 }
 
 
-VERDICT_COLUMNS = {  # summary column: (verdict.json key, value when absent)
+VERDICT_COLUMNS = {  # summary column: (`Verdict` attribute, value when it has none)
     "kept": ("kept", ""), "guard_signal": ("signal", ""), "guard_gain_db": ("gain_db", float("nan")),
     "guard_stderr_db": ("gain_stderr_db", float("nan")), "guard_reason": ("reason", ""),
     "fine_tune_seconds": ("seconds", float("nan")), "fine_tune_it_per_s": ("it_per_s", float("nan")),
     "fine_tune_device": ("device", ""),
 }
+
+
+def _verdict_value(verdict: Verdict | None, key: str, missing):
+    value = getattr(verdict, key) if verdict is not None else None
+    return missing if value is None else value
 
 
 def _read_scores(score_files: list[str | Path]) -> pd.DataFrame:
@@ -63,7 +69,7 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
     wide = means.pivot_table(index=["video", "protocol"], columns="method", values=list(METRICS))
     wide.columns = [f"{method}_{metric}" for metric, method in wide.columns]
     wide = wide.reindex(columns=[f"{m}_{k}" for k in METRICS for m in methods]).reset_index()  # flicker may be all NaN
-    verdicts = {Path(f).parent.name: json.loads(Path(f).read_text()) for f in verdict_files}
+    verdicts = {Path(f).parent.name: Verdict.read(f) for f in verdict_files}
     sizes = {v: json.loads(Path(p).read_text()) for v, p in (metas or {}).items() if Path(p).is_file()}
     wide["status"] = "done"
     wide["scale"] = wide.video.map(scales)
@@ -79,7 +85,7 @@ def build_summary(score_files: list[str | Path], verdict_files: list[str | Path]
         wide["d_milestone_vs_single_frame_db"] = wide.milestone_psnr_y - wide.single_frame_psnr_y
         deltas.append("d_milestone_vs_single_frame_db")
     for column, (key, missing) in VERDICT_COLUMNS.items():  # a verdict without fine-tuning has no guard fields
-        wide[column] = wide.video.map(lambda v, key=key, missing=missing: verdicts.get(v, {}).get(key, missing))
+        wide[column] = wide.video.map(lambda v, key=key, missing=missing: _verdict_value(verdicts.get(v), key, missing))
     order = ["video", "status", "protocol", "scale", "frames", "width", "height", "motion_px"]
     order += [f"{m}_{k}" for k in METRICS for m in methods]
     order += [*deltas, *VERDICT_COLUMNS, *FAILURE_COLUMNS]

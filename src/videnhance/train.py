@@ -34,6 +34,7 @@ from .models import LoadedModel, build_model, load_model, save_model
 from .motion import Motion, MotionBatches, motion_clips
 from .samples import load_npz
 from .settings import Degrade, FineTune, Model, Pretrain
+from .verdict import Verdict
 from .weights import AUTO, fine_tune_lr
 
 log = logging.getLogger(__name__)
@@ -425,13 +426,13 @@ def _file_digest(path: str | Path) -> str:
 
 
 def keep_base(base_model_path: str | Path, out_model: str | Path, out_log: str | Path, out_verdict: str | Path,
-              reason: str) -> dict:
+              reason: str) -> Verdict:
     """The base model becomes the video's model, untouched; the verdict says why."""
     with atomic_output(out_model) as tmp:
         shutil.copyfile(base_model_path, tmp)
     atomic_write_text(out_log, "epoch,train_loss,valid_loss,psnr_metric,time\n")
-    verdict = {"kept": "base", "reason": reason, "seconds": 0, "steps": 0}
-    atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
+    verdict = Verdict(kept="base", reason=reason)
+    verdict.write(out_verdict)
     return verdict
 
 
@@ -650,7 +651,7 @@ def _versus_single_frame(judge: Judge, rule: Rule, single: LoadedModel, kept: st
 
 
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
-              out_verdict: str | Path, cfg: FineTune, device: str = "auto", *, degrade_cfg: Degrade) -> dict:
+              out_verdict: str | Path, cfg: FineTune, device: str = "auto", *, degrade_cfg: Degrade) -> Verdict:
     """Fine-tune the base model on one video; deliver it only if the guard finds it better than
     the base on the video's held-out frames (`guard`). Writes the delivered model and a verdict.
 
@@ -714,19 +715,18 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     if single is not None and cfg.guard:  # a multi-frame base: its single-frame network is the third choice
         kept, delivered, signals, reason = _versus_single_frame(judge, rule, single, kept, delivered, signals, reason,
                                                                 tracker.best_scores if keep else judge.base_scores)
-    verdict = {"kept": kept, "reason": reason, "signal": rule.signal,
-               "gain_db": signals[rule.signal].gain_db, "gain_stderr_db": signals[rule.signal].stderr_db,
-               "signals": {k: v.as_dict() for k, v in signals.items()}, "val_frames": len(data.lr_val),
-               "train_frames": len(data.train_frames), "train_pairs": train_pairs,
-               "val_psnr_y": {"bicubic": judge.mean_psnr(judge.score(None, names=("frame",)))["frame"],
-                              "milestone": judge.mean_psnr(judge.base_scores)["frame"],
-                              "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
-               "lr": lr, "pairs": cfg.pairs, "device": str(dev), **rounds.stats(),
-               "round_report": tracker.report}
+    verdict = Verdict(kept=kept, reason=reason, signal=rule.signal, gain_db=signals[rule.signal].gain_db,
+                      gain_stderr_db=signals[rule.signal].stderr_db,
+                      signals={k: v.as_dict() for k, v in signals.items()}, val_frames=len(data.lr_val),
+                      train_frames=len(data.train_frames), train_pairs=train_pairs,
+                      val_psnr_y={"bicubic": judge.mean_psnr(judge.score(None, names=("frame",)))["frame"],
+                                  "milestone": judge.mean_psnr(judge.base_scores)["frame"],
+                                  "fine_tuned": judge.mean_psnr(tracker.best_scores)["frame"]},
+                      lr=lr, pairs=cfg.pairs, device=str(dev), **rounds.stats(), round_report=tracker.report)
     owner = single if kept == "single_frame" else base
-    owner.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__, **verdict},
-               module=delivered)
-    atomic_write_text(out_verdict, json.dumps(verdict, indent=2))
+    owner.save(out_model, {"stage": "fine_tune", "base": str(base_model_path), "videnhance": __version__,
+                           **verdict.as_dict()}, module=delivered)
+    verdict.write(out_verdict)
     rounds.clean_up()
     log.info("verdict: %s", reason)
     return verdict

@@ -282,9 +282,9 @@ def _work_finetune(spec: dict) -> dict:
 
     result = run_video(spec["input"], work / "out.mkv", settings, work / "video", base_checkpoint=work / "fresh.pt",
                        until="fine_tune", before=before)
-    verdict = result["verdict"]
-    out = {"frames": verdict["steps"], "seconds": result["seconds"]["fine_tune"], "train_seconds": verdict["seconds"],
-           "it_per_s": verdict.get("it_per_s", 0.0), "kept": verdict["kept"], "reason": verdict["reason"],
+    verdict = result.verdict
+    out = {"frames": verdict.steps, "seconds": result.seconds["fine_tune"], "train_seconds": verdict.seconds,
+           "it_per_s": verdict.it_per_s or 0.0, "kept": verdict.kept, "reason": verdict.reason,
            "threads": torch.get_num_threads()}
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / (1 << 20)
