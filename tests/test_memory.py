@@ -128,7 +128,8 @@ def vmhwm():
 memory.set_budget(int(sys.argv[1]))
 open("/proc/self/clear_refs", "w").write("5")
 start = vmhwm()
-evaluate_benchmark("big", *sys.argv[2:6], 2, sys.argv[6])
+gt, lr, ms, ft, out = sys.argv[2:7]
+evaluate_benchmark("big", ground_truth=gt, input_video=lr, milestone=ms, enhanced=ft, scale=2, out_csv=out)
 print((vmhwm() - start) / 2**20)
 """
 

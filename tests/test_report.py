@@ -16,7 +16,8 @@ def _scores(path, video, protocol, offsets):
 
 
 def _outputs(out):
-    return out / "s.csv", out / "s.md", out / "s.html", out / "g.png", out / "run.json"
+    return {"out_csv": out / "s.csv", "out_md": out / "s.md", "out_html": out / "s.html",
+            "out_gains_png": out / "g.png", "out_run": out / "run.json"}
 
 
 def test_report_tables_and_plots(tmp_path):
@@ -29,7 +30,7 @@ def test_report_tables_and_plots(tmp_path):
     out = tmp_path / "report"
     out.mkdir()
     summary = write_report([tmp_path / v / "scores.csv" for v in "abc"], [tmp_path / v / "verdict.json" for v in "abc"],
-                           {"a": 2, "b": 2, "c": 4}, *_outputs(out))
+                           scales={"a": 2, "b": 2, "c": 4}, **_outputs(out))
     assert list(summary.video) == ["a", "b", "c", "overall", "overall"]
     assert list(summary.status) == ["done"] * 3 + ["2 of 3 videos", "1 of 3 videos"]
     assert json.loads((out / "run.json").read_text()) == {"complete": True, "videos": 3}
@@ -57,8 +58,8 @@ def test_a_multi_frame_base_gets_a_single_frame_row(tmp_path):
     (tmp_path / "a" / "verdict.json").write_text(json.dumps({"kept": "base"}))
     out = tmp_path / "report"
     out.mkdir()
-    summary = write_report([tmp_path / "a" / "scores.csv"], [tmp_path / "a" / "verdict.json"], {"a": 4},
-                           *_outputs(out))
+    summary = write_report([tmp_path / "a" / "scores.csv"], [tmp_path / "a" / "verdict.json"], scales={"a": 4},
+                           **_outputs(out))
     row = summary.set_index("video").loc["a"]
     assert np.isclose(row.d_milestone_vs_single_frame_db, 0.3) and np.isclose(row.single_frame_psnr_y, 31.35)
     md = (out / "s.md").read_text()
@@ -72,8 +73,8 @@ def test_a_single_frame_base_has_no_single_frame_columns(tmp_path):
     (tmp_path / "a" / "verdict.json").write_text(json.dumps({"kept": "base"}))
     out = tmp_path / "report"
     out.mkdir()
-    summary = write_report([tmp_path / "a" / "scores.csv"], [tmp_path / "a" / "verdict.json"], {"a": 4},
-                           *_outputs(out))
+    summary = write_report([tmp_path / "a" / "scores.csv"], [tmp_path / "a" / "verdict.json"], scales={"a": 4},
+                           **_outputs(out))
     assert not any("single_frame" in c for c in summary.columns)
     assert "single-frame" not in (out / "s.md").read_text()
 
@@ -159,7 +160,7 @@ def test_a_report_after_a_failed_run_lists_every_video(tmp_path):
                                             "results/bad/logs/probe.log"),
               Outcome("b", "done"), Outcome("later", "not run", error="not run: …")]
     summary = write_report([tmp_path / v / "scores.csv" for v in "ab"], [tmp_path / v / "verdict.json" for v in "ab"],
-                           {"a": 2, "b": 2}, *_outputs(out), outcomes=result)
+                           scales={"a": 2, "b": 2}, **_outputs(out), outcomes=result)
     assert not (out / "run.json").exists()
     assert list(summary.video) == ["a", "b", "overall", "bad|name", "later"]
     assert list(summary.status) == ["done", "done", "2 of 4 videos", "failed", "not run"]

@@ -161,9 +161,9 @@ def test_the_workflow_runs_a_long_video_as_parts_and_reruns_only_a_lost_part(tmp
     from videnhance.evaluate import evaluate_benchmark
 
     long = results / "long"
-    evaluate_benchmark("long", tmp_path / "long.mp4", long / "input.mkv", long / "infer" / "milestone.mkv",
-                       long / "infer" / "enhanced.mkv", 2, tmp_path / "whole_scores.csv",
-                       gt_meta_json=long / "meta.json")
+    evaluate_benchmark("long", ground_truth=tmp_path / "long.mp4", input_video=long / "input.mkv",
+                       milestone=long / "infer" / "milestone.mkv", enhanced=long / "infer" / "enhanced.mkv", scale=2,
+                       out_csv=tmp_path / "whole_scores.csv", gt_meta_json=long / "meta.json")
     assert (long / "scores.csv").read_text() == (tmp_path / "whole_scores.csv").read_text()
     assert (long / "crops.png").stat().st_size > 0 and (long / "psnr_per_frame.png").stat().st_size > 0
     source, out = probe(tmp_path / "vfr.mkv"), probe(results / "vfr" / "enhanced.mkv")
@@ -189,9 +189,9 @@ def test_score_parts_that_miss_or_repeat_frames_are_refused(tmp_path):
 
     kwargs = {"ground_truth": clip, "input_video": clip, "milestone": clip, "enhanced": clip, "scale": 2,
               "gt_meta_json": tmp_path / "meta.json"}
-    ok = join_scores("v", [part("a.csv", range(5)), part("b.csv", range(5, 10))], tmp_path / "ok.csv", **kwargs)
+    ok = join_scores("v", [part("a.csv", range(5)), part("b.csv", range(5, 10))], out_csv=tmp_path / "ok.csv", **kwargs)
     assert len(ok) == 30
     for parts in ([part("a.csv", range(5)), part("c.csv", range(6, 10))],  # frame 5 missing
                   [part("a.csv", range(5)), part("d.csv", range(4, 10))]):  # frame 4 twice
         with pytest.raises(VideoError, match="do not hold frames 0–9 once each"):
-            join_scores("v", parts, tmp_path / "bad.csv", **kwargs)
+            join_scores("v", parts, out_csv=tmp_path / "bad.csv", **kwargs)

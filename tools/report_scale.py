@@ -58,12 +58,14 @@ def time_report(n: int) -> dict:
         videos = synthetic_run(root, n)
         out = root / "report"
         out.mkdir()
-        files = [out / name for name in ("summary.csv", "summary.md", "summary.html", "gains.png", "run.json")]
+        names = {"out_csv": "summary.csv", "out_md": "summary.md", "out_html": "summary.html",
+                 "out_gains_png": "gains.png", "out_run": "run.json"}
+        files = {key: out / name for key, name in names.items()}
         start = time.perf_counter()
         write_report([root / v / "scores.csv" for v in videos], [root / v / "verdict.json" for v in videos],
-                     dict.fromkeys(videos, 4), *files, metas={v: root / v / "meta.json" for v in videos})
+                     scales=dict.fromkeys(videos, 4), **files, metas={v: root / v / "meta.json" for v in videos})
         seconds = time.perf_counter() - start
-        sizes = {f.name: f.stat().st_size for f in files}
+        sizes = {f.name: f.stat().st_size for f in files.values()}
     return {"videos": n, "report_s": round(seconds, 2), "total_kb": round(sum(sizes.values()) / 1024),
             **{f"{k}_kb": round(v / 1024, 1) for k, v in sizes.items() if k != "run.json"}}
 

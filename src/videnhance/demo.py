@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .io import EncodeSettings, FrameWriter, atomic_output, run_ffmpeg
+from .files import atomic_output
+from .io import EncodeSettings, FrameWriter, run_ffmpeg
 
 
 @dataclass(frozen=True)

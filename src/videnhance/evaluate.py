@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from .degrade import crop_to_multiple
+from .files import atomic_output
 from .infer import pick_device, run_model
-from .io import FrameReader, VideoError, VideoMeta, atomic_output, probe
+from .io import FrameReader, VideoError, VideoMeta, probe
 from .memory import budget, decoder_bytes
 from .metrics import STRIP_PX, flow_between, psnr, rgb_to_y, score_frame, warp_error
 from .models import load_model
@@ -92,7 +93,7 @@ def crops_png(panels: dict[str, np.ndarray], out_png: str | Path, title: str, cr
     plt.close(fig)
 
 
-def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str | Path, milestone: str | Path,
+def evaluate_benchmark(video_id: str, *, ground_truth: str | Path, input_video: str | Path, milestone: str | Path,
                        enhanced: str | Path, scale: int, out_csv: str | Path, border: int = 0,
                        out_crops: str | Path | None = None, gt_meta_json: str | Path | None = None,
                        single_frame: str | Path | None = None, out_plot: str | Path | None = None,
@@ -158,7 +159,7 @@ def evaluate_benchmark(video_id: str, ground_truth: str | Path, input_video: str
     return table
 
 
-def join_scores(video_id: str, parts: list[str | Path], out_csv: str | Path, ground_truth: str | Path,
+def join_scores(video_id: str, parts: list[str | Path], *, out_csv: str | Path, ground_truth: str | Path,
                 input_video: str | Path, milestone: str | Path, enhanced: str | Path, scale: int,
                 out_crops: str | Path | None = None, out_plot: str | Path | None = None,
                 gt_meta_json: str | Path | None = None, single_frame: str | Path | None = None) -> pd.DataFrame:
@@ -192,7 +193,7 @@ def join_scores(video_id: str, parts: list[str | Path], out_csv: str | Path, gro
     return table
 
 
-def evaluate_selfval(video_id: str, pairs_path: str | Path, base_model: str | Path, model: str | Path,
+def evaluate_selfval(video_id: str, *, pairs_path: str | Path, base_model: str | Path, model: str | Path,
                      out_csv: str | Path, border: int = 0, device: str = "auto",
                      out_crops: str | Path | None = None, out_plot: str | Path | None = None) -> pd.DataFrame:
     dev = pick_device(device)

@@ -269,11 +269,12 @@ def evaluate(*, scores: str | Path, settings: Settings, crops: str | Path | None
     border = settings.evaluate.crop_border
     if settings.mode == "benchmark":
         span = part_span(part, VideoMeta.from_json(meta).frames, ground_truth) if part is not None else None
-        evaluate_benchmark(settings.video, ground_truth, input_video, milestone, enhanced, settings.scale, scores,
-                           border, crops, gt_meta_json=meta, single_frame=single_frame, out_plot=per_frame,
-                           span=span)
+        evaluate_benchmark(settings.video, ground_truth=ground_truth, input_video=input_video, milestone=milestone,
+                           enhanced=enhanced, scale=settings.scale, out_csv=scores, border=border, out_crops=crops,
+                           gt_meta_json=meta, single_frame=single_frame, out_plot=per_frame, span=span)
     else:
-        evaluate_selfval(settings.video, pairs, base, model, scores, border, settings.device, crops, per_frame)
+        evaluate_selfval(settings.video, pairs_path=pairs, base_model=base, model=model, out_csv=scores, border=border,
+                         device=settings.device, out_crops=crops, out_plot=per_frame)
 
 
 def join_scores(*, parts: list[str | Path], scores: str | Path, crops: str | Path, per_frame: str | Path,
@@ -282,8 +283,9 @@ def join_scores(*, parts: list[str | Path], scores: str | Path, crops: str | Pat
     """A long video's benchmark scores from its parts (`evaluate.join_scores`)."""
     from .evaluate import join_scores as join
 
-    join(settings.video, parts, scores, ground_truth, input_video, milestone, enhanced, settings.scale, crops,
-         per_frame, gt_meta_json=meta, single_frame=single_frame)
+    join(settings.video, parts, out_csv=scores, ground_truth=ground_truth, input_video=input_video, milestone=milestone,
+         enhanced=enhanced, scale=settings.scale, out_crops=crops, out_plot=per_frame, gt_meta_json=meta,
+         single_frame=single_frame)
 
 
 def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str | Path, md: str | Path,
@@ -293,9 +295,9 @@ def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str
     (`runs.outcomes`) after a failed run, for the videos that did not finish."""
     from .report import write_report
 
-    write_report(scores, verdicts, settings.scales, csv, md, html, gains, run, settings.evaluate.crop_border,
-                 settings.benchmark.degradation, metas={Path(m).parent.name: m for m in metas}, outcomes=outcomes,
-                 bases=bases)
+    write_report(scores, verdicts, scales=settings.scales, out_csv=csv, out_md=md, out_html=html, out_gains_png=gains,
+                 out_run=run, border=settings.evaluate.crop_border, degradation=settings.benchmark.degradation,
+                 metas={Path(m).parent.name: m for m in metas}, outcomes=outcomes, bases=bases)
 
 
 # ------------------------------------------------------------------------------ one video, whole

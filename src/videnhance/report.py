@@ -315,7 +315,7 @@ def _bases_html(rows: list[dict]) -> str:
     return f"<h2>Base models</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int],
+def write_report(score_files: list[str | Path], verdict_files: list[str | Path], *, scales: dict[str, int],
                  out_csv: str | Path, out_md: str | Path, out_html: str | Path, out_gains_png: str | Path,
                  out_run: str | Path, border: int = 0, degradation: str = "BI",
                  metas: dict[str, str | Path] | None = None, outcomes: list[Outcome] | None = None,

@@ -142,8 +142,9 @@ def report_after_failure(videos: list[str], results: str, snakemake_logs: str | 
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
     write_report([root / v / "scores.csv" for v in done], [root / v / "verdict.json" for v in done],
-                 {v: scales[v] for v in done}, out / "summary.csv", out / "summary.md", out / "summary.html",
-                 out / "gains.png", out / "run.json", border, degradation,
+                 scales={v: scales[v] for v in done}, out_csv=out / "summary.csv", out_md=out / "summary.md",
+                 out_html=out / "summary.html", out_gains_png=out / "gains.png", out_run=out / "run.json",
+                 border=border, degradation=degradation,
                  metas={v: root / v / "meta.json" for v in done}, outcomes=result,
                  bases=[p for p in sorted({root / "base" / f"x{scales[v]}.pt" for v in done}) if p.is_file()])
     counts = {s: sum(o.status == s for o in result) for s in ("failed", "not run")}
