@@ -41,6 +41,11 @@ def allowed_values(section: str, key: str) -> tuple:
     return tuple(load_schema("config")["properties"][section]["properties"][key]["enum"])
 
 
+def schema_default(section: str, key: str) -> Any:
+    """The schema's default for `section.key`: the one home of it, for callers outside a config."""
+    return load_schema("config")["properties"][section]["properties"][key]["default"]
+
+
 def _resolve(schema: dict, root: dict) -> dict:
     if "$ref" not in schema:
         return schema

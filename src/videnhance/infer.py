@@ -220,7 +220,7 @@ class Layout:
         return torch.from_numpy(np.empty((0, *shape), dtype))
 
 
-def choose_layout(transport: str, device: torch.device, meta: VideoMeta, settings: EncodeSettings) -> Layout:
+def choose_layout(transport: str | None, device: torch.device, meta: VideoMeta, settings: EncodeSettings) -> Layout:
     """`infer.transport`: how frames travel between the ffmpeg processes and the model.
 
     "yuv420p" carries 4:2:0 planes through both pipes and converts on the model's device: no
@@ -230,9 +230,10 @@ def choose_layout(transport: str, device: torch.device, meta: VideoMeta, setting
     that cannot (not 4:2:0 at 8 or 10 bits, odd sizes, lossless RGB output, a non-linear matrix)
     stays rgb24. "auto" uses yuv420p on CUDA only: on a CPU, ffmpeg's SIMD conversion costs less
     than torch's (docs/performance.md)."""
-    from .config import allowed_values
+    from .config import allowed_values, schema_default
 
     allowed = allowed_values("infer", "transport")
+    transport = transport or schema_default("infer", "transport")
     if transport not in allowed:
         raise ValueError(f"infer.transport must be one of {allowed}, not {transport!r}")
     colour = meta.colour
@@ -471,7 +472,7 @@ def _ready(item) -> np.ndarray:
 def enhance_video(model: nn.Module | None, input_path: str | Path, output_path: str | Path, scale: int,
                   settings: EncodeSettings, device: str = "auto", batch_size: int | str = "auto", tile: int = 0,
                   overlap: int = 16, meta: VideoMeta | None = None, progress: bool = True,
-                  compile: bool = False, transport: str = "auto", bf16: bool = True,
+                  compile: bool = False, transport: str | None = None, bf16: bool = True,
                   span: tuple[int, int] | None = None) -> dict:
     """Stream every frame of `input_path` through `model` into `output_path`; with `span`
     (start, end), only frames [start, end) (one part of a long video, `segments`), decoding up to

@@ -36,7 +36,7 @@ import json
 import logging
 import sys
 
-from ..config import allowed_values
+from ..config import allowed_values, schema_default
 from .sampling import run_work
 from .suites import MODEL_CASES, bench_finetune, bench_infer, bench_io, bench_memory, bench_model
 from .table import Row, machine_line, parse_size, write_csv
@@ -78,8 +78,9 @@ def _add_commands(sub) -> None:
     p = sub.add_parser("infer", help="end-to-end enhance_video vs each stage alone")
     common(p, "input size (default 320x180)", "clip length, and the model stage's time bound (default 3)")
     torch_opts(p, "2")
-    p.add_argument("--transport", default="auto", choices=allowed_values("infer", "transport"),
-                   help="pixel format between ffmpeg and the model (infer.transport; default auto)")
+    p.add_argument("--transport", default=schema_default("infer", "transport"),
+                   choices=allowed_values("infer", "transport"),
+                   help="pixel format between ffmpeg and the model (infer.transport; default: the config's)")
     p.set_defaults(bench=_cmd_infer)
 
     p = sub.add_parser("finetune", help="a video's fine-tune as the pipeline runs it: seconds and iterations/s")

@@ -186,7 +186,7 @@ def bench_model(cases: list[tuple[int, int, int]] | None = None, seconds: float 
 def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: float = 3,
                 input: str | Path | None = None, device: str = "auto", batch_size: int | None = None,
                 model: str = "default", settings: EncodeSettings | None = None, threads: int | None = None,
-                isolate: bool = True, out=None, transport: str = "auto") -> list[Row]:
+                isolate: bool = True, out=None, transport: str | None = None) -> list[Row]:
     """End-to-end enhance_video next to each stage alone; prints `infer_ratio: R`. The decoder
     and encoder stages move frames in the formats the end-to-end run uses (`infer.transport`)."""
     import torch

@@ -245,7 +245,7 @@ def _work_infer(spec: dict) -> dict:
     start = time.perf_counter()
     stats = enhance_video(model, spec["input"], spec["output"], spec["scale"], EncodeSettings(**spec["settings"]),
                           device=str(dev), batch_size=spec["batch_size"], tile=spec.get("tile", 0), meta=meta,
-                          progress=False, transport=spec.get("transport", "auto"))
+                          progress=False, transport=spec.get("transport"))
     out = {"frames": stats["frames"], "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
            "transport": stats["transport"]}
     if dev.type == "cuda":
