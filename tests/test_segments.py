@@ -195,3 +195,52 @@ def test_score_parts_that_miss_or_repeat_frames_are_refused(tmp_path):
                   [part("a.csv", range(5)), part("d.csv", range(4, 10))]):  # frame 4 twice
         with pytest.raises(VideoError, match="do not hold frames 0–9 once each"):
             join_scores("v", parts, out_csv=tmp_path / "bad.csv", **kwargs)
+
+
+def test_a_part_killed_mid_run_is_the_only_work_redone(tmp_path):
+    """Real Snakemake killed with SIGKILL (the whole process group, as a node failure or the OOM
+    killer would) while a part's job runs: no part is left half-written under its final name, and
+    after `--unlock` the next run does the killed part and the parts never started, not the
+    finished ones, and the joined video has every frame."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .helpers import REPO
+
+    make_clip(tmp_path / "long.mp4", (64, 48), 40)
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["infer"] = {"batch_size": 4, "segment_seconds": 0.4, "segment_above_seconds": 1.0}  # 4 parts of 10 frames
+    write_workdir(tmp_path, [("long", tmp_path / "long.mp4", "enhance")], cfg)
+    infer_dir, logs = tmp_path / "results" / "long" / "infer", tmp_path / "results" / "long" / "logs"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                            "--cores", "1", "--resources", "gpu=1"], start_new_session=True, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def running() -> list[str]:  # parts whose job has started and whose output is not there yet
+        started = [log.name.removeprefix("infer_").removesuffix(".log") + ".mkv"
+                   for log in logs.glob("infer_enhanced.part*.log")]
+        return [name for name in started if not (infer_dir / name).exists()]
+
+    deadline = time.monotonic() + 600
+    while not (list(infer_dir.glob("enhanced.part*.mkv")) and running()):
+        assert run.poll() is None, "the run ended before a part could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    killed = running()
+    finished = {p.name: p.stat().st_mtime_ns for p in infer_dir.glob("enhanced.part*.mkv")}
+    assert killed and finished and not set(killed) & set(finished)
+    assert all(probe(infer_dir / name).frames == 10 for name in finished)  # complete, or not there at all
+
+    snakemake(tmp_path, "--unlock")
+    dry = snakemake(tmp_path, "-n", "--cores", "1").stdout
+    planned = {line.split("/")[-1] for line in dry.splitlines() if "output: results/long/infer/enhanced.part" in line}
+    assert planned == {f"enhanced.part{k}.mkv" for k in range(4)} - set(finished) and set(killed) <= planned
+    snakemake(tmp_path, "--cores", "1", "--resources", "gpu=1", timeout=1800)
+    assert {name: (infer_dir / name).stat().st_mtime_ns for name in finished} == finished  # not redone
+    assert probe(tmp_path / "results" / "long" / "enhanced.mkv").frames == 40
