@@ -128,3 +128,9 @@ register(Arch("upconv7", "videnhance.models:UpConv7", (), scales=(2,), residual=
               description="waifu2x's upconv_7 (×2), imported from ncnn weights by `videnhance import-weights`"))
 register(Arch("unet", "videnhance.models:UNetSR", ("encoder",), scales=(1, 2, 3, 4, 8),
               description="the seed's fastai U-Net (resnet encoder, random init) on the bicubic upscale"))
+
+
+def window_radius(model: Any) -> int:
+    """Neighbours on each side a network reads: its `frames_in` // 2 (the Arch contract: a
+    multi-frame module has `frames_in`), 0 for a single-frame one or bicubic (None)."""
+    return getattr(model, "frames_in", 1) // 2 if model is not None else 0

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs import window_radius  # noqa: F401 - also re-exported for callers of infer
 from .colour import PLANAR, Colour, rgb_to_yuv420, yuv420_to_rgb
 from .errors import ConfigError
 from .io import EncodeSettings, FrameReader, FrameWriter, VideoMeta, frame_layout, probe
-from .memory import check_step, decoder_bytes, encoder_bytes, fit, lean_encoder
+from .memory import check_step, decoder_bytes, encoder_bytes, fit, is_out_of_memory, lean_encoder
 from .tensors import to_float, to_uint8
 
 log = logging.getLogger(__name__)
@@ -102,15 +103,6 @@ def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: in
             out[:, :, y0 * scale : ye * scale, x0 * scale : xe * scale] = piece[
                 :, :, (y0 - ya) * scale : (ye - ya) * scale, (x0 - xa) * scale : (xe - xa) * scale]
     return out
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError, or a RuntimeError that says "out of memory" (older torch,
-    cuDNN/cuBLAS workspaces, MPS)."""
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None) or getattr(torch, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(err, oom_type):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
 def _free_memory(device: torch.device) -> None:
@@ -298,12 +290,6 @@ def auto_batch_size(model: nn.Module | None, h: int, w: int, device: torch.devic
     log.info("batch size %d: one %dx%d frame peaks at %.0f MiB, %.0f MiB free", batch, w, h,
              per_frame / 2**20, free / 2**20)
     return batch
-
-
-def window_radius(model: nn.Module | None) -> int:
-    """Neighbours on each side a network reads: its `frames_in` // 2 (the Arch contract: a
-    multi-frame module has `frames_in`), 0 for a single-frame one or bicubic (None)."""
-    return getattr(model, "frames_in", 1) // 2 if model is not None else 0
 
 
 def windows_of(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ import os
 import weakref
 from pathlib import Path
 
+from .archs import window_radius
 from .errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,17 @@ def budget(device, beside: int = PIPES_RESERVE) -> int:
     return int(max(left / 8, min(left * CPU_FRACTION, left - beside)))
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError, or a RuntimeError that says "out of memory" (older torch,
+    cuDNN/cuBLAS workspaces, MPS)."""
+    import torch
+
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None) or getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(err, oom_type):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
 def bytes_per_pixel(model, scale: int) -> float:
     """Bytes a call of `model` holds per input pixel of one output frame, in float32: the largest
     activation any layer makes, four times over (a layer's input and output, a block's input and
@@ -181,8 +193,6 @@ def bytes_per_pixel(model, scale: int) -> float:
     if model in _per_pixel:
         return _per_pixel[model]
     import torch
-
-    from .infer import window_radius
 
     largest = [0]
 
@@ -201,8 +211,6 @@ def bytes_per_pixel(model, scale: int) -> float:
         with torch.inference_mode():
             out = model(torch.rand(shape, device=device))
     except Exception as err:  # noqa: BLE001 - filtered just below
-        from .infer import is_out_of_memory
-
         if not is_out_of_memory(err):
             raise
         log.warning("the memory probe (%dx%d) ran out of memory; the out-of-memory retries size the calls", side, side)
