@@ -650,6 +650,27 @@ def _versus_single_frame(judge: Judge, rule: Rule, single: LoadedModel, kept: st
     return "single_frame", single.module, judge.signals(single_scores), f"{reason}. Then: {why}"
 
 
+def _decide(cfg: FineTune, rule: Rule, judge: Judge, tracker: RoundTracker, rounds: Rounds, model: nn.Module,
+            base: LoadedModel) -> tuple[str, nn.Module, dict[str, Signal], str, LoadedModel | None]:
+    """The guard's choice once the rounds are done: (kept, the delivered module, the held-out
+    signals it was judged on, the reason, the base's single-frame network or None)."""
+    signals = judge.signals(tracker.best_scores)
+    if not cfg.guard:
+        keep, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
+    elif tracker.best is None and tracker.last is not None:  # every round run was undone: report what it measured
+        signals, skipped = tracker.last, rounds.count - rounds.run
+        also = f" and {skipped} later round(s) skipped" if skipped else ""
+        keep, reason = False, f"round {tracker.report[-1]['round']} was undone{also}: {tracker.report[-1]['guard']}"
+    else:
+        keep, reason = rule.decide(signals)
+    delivered, single = (model if keep else base.module), base.single_frame()
+    kept = "fine_tuned" if keep else "base"
+    if single is not None and cfg.guard:  # a multi-frame base: its single-frame network is the third choice
+        kept, delivered, signals, reason = _versus_single_frame(judge, rule, single, kept, delivered, signals, reason,
+                                                                tracker.best_scores if keep else judge.base_scores)
+    return kept, delivered, signals, reason, single
+
+
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
               out_verdict: str | Path, cfg: FineTune, device: str = "auto", *, degrade_cfg: Degrade) -> Verdict:
     """Fine-tune the base model on one video; deliver it only if the guard finds it better than
@@ -701,20 +722,7 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
         tracker.after_round(r + 1, model)
         rounds.finish(r, model, tracker, stats)
     rounds.join_logs()
-    signals = judge.signals(tracker.best_scores)
-    if not cfg.guard:
-        keep, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
-    elif tracker.best is None and tracker.last is not None:  # every round run was undone: report what it measured
-        signals, skipped = tracker.last, rounds.count - rounds.run
-        also = f" and {skipped} later round(s) skipped" if skipped else ""
-        keep, reason = False, f"round {tracker.report[-1]['round']} was undone{also}: {tracker.report[-1]['guard']}"
-    else:
-        keep, reason = rule.decide(signals)
-    delivered, single = (model if keep else base.module), base.single_frame()
-    kept = "fine_tuned" if keep else "base"
-    if single is not None and cfg.guard:  # a multi-frame base: its single-frame network is the third choice
-        kept, delivered, signals, reason = _versus_single_frame(judge, rule, single, kept, delivered, signals, reason,
-                                                                tracker.best_scores if keep else judge.base_scores)
+    kept, delivered, signals, reason, single = _decide(cfg, rule, judge, tracker, rounds, model, base)
     verdict = Verdict(kept=kept, reason=reason, signal=rule.signal, gain_db=signals[rule.signal].gain_db,
                       gain_stderr_db=signals[rule.signal].stderr_db,
                       signals={k: v.as_dict() for k, v in signals.items()}, val_frames=len(data.lr_val),
