@@ -4,6 +4,7 @@ decode → batch → model → encode with no file per frame. bf16 autocast on C
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -39,15 +40,23 @@ def pick_device(preference: str = "auto") -> torch.device:
 _ALLOCATOR_TUNED: bool | None = None
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, opened once (None elsewhere: musl, macOS)."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
 def trim_cpu_heap() -> None:
     """Give the free pages of the heap back to the kernel (glibc's malloc_trim). With
     `tune_cpu_allocator` the heap keeps everything freed, and frames enhanced in tiles free
     frame-sized buffers (the float output, 1.6 GB at 16K) once a frame; without a trim, reused and
     fragmented, they held 6.6 GB where 3.9 GB is used (8K ×2, docs/performance.md)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def tune_cpu_allocator() -> bool:
@@ -66,12 +75,10 @@ def tune_cpu_allocator() -> bool:
     _ALLOCATOR_TUNED = False
     if os.environ.get("VIDENHANCE_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "mallopt"):  # not glibc (musl, …): nothing to tune
         m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
         _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-    except (OSError, AttributeError):  # not glibc (musl, …)
-        pass
     log.debug("glibc malloc tuned for CPU inference: %s", _ALLOCATOR_TUNED)
     return _ALLOCATOR_TUNED
 

@@ -18,8 +18,8 @@ The ffmpeg processes are not small at large sizes: an encoder holds its look-ahe
 in-flight frames, a decoder its threads' frames and the queues of ffmpeg's own pipeline, all in
 proportion to the frame. `decoder_bytes` and `encoder_bytes` estimate them from figures measured
 with ffmpeg 9.0 fed as fast as it takes frames, its worst case (docs/performance.md): x264 at its
-defaults holds up to 170 + 5 × threads bytes a pixel, about 24 GB for 15360×8640 frames on two
-cores. `lean_encoder` switches x264/x265 to a 5-frame look-ahead without B-frames, on slice
+defaults holds up to 170 + 5 × threads bytes a pixel (measured up to 4K), which puts 15360×8640
+frames at about 24 GB on two cores. `lean_encoder` switches x264/x265 to a 5-frame look-ahead without B-frames, on slice
 threads (about 100 bytes a pixel, files 10–30 % larger at the same CRF) when the default would
 take more than a third of what the step may use; `check_step` refuses a step that cannot fit
 before it starts.
@@ -92,6 +92,11 @@ def _resident() -> int:
         return 0
 
 
+def _kind(device) -> str:
+    """"cpu", "cuda", … of a torch.device or its name."""
+    return getattr(device, "type", str(device).split(":")[0])
+
+
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -111,7 +116,7 @@ def encoder_bytes(settings, width: int, height: int) -> int:
     (`io.EncodeSettings`) holds at most, fed faster than it encodes."""
     if settings.codec in ENCODE_PX:
         per_px = ENCODE_PX[settings.codec]
-    elif getattr(settings, "lean", False) and settings.codec in ("libx264", "libx265"):
+    elif settings.lean and settings.codec in ("libx264", "libx265"):
         per_px = LEAN_PX
     else:  # x264 counts 1.5 threads a core
         per_px = X264_PX + X264_PX_PER_THREAD * max(1, _cpus() * 3 // 2)
@@ -138,7 +143,7 @@ def lean_encoder(settings, width: int, height: int, what: str = "the output"):
     more than `LEAN_SHARE` of the step's memory for width×height frames. Files come out 10–30 %
     larger at the same CRF (measured at 1080p and 4K; `-tune zerolatency`, which drops the
     look-ahead altogether, made them 5–8 times larger)."""
-    if settings.codec not in ("libx264", "libx265") or getattr(settings, "lean", True):
+    if settings.codec not in ("libx264", "libx265") or settings.lean:
         return settings
     need, limit = encoder_bytes(settings, width, height), host_limit()
     if need <= limit * LEAN_SHARE:
@@ -158,7 +163,7 @@ def budget(device, beside: int = PIPES_RESERVE) -> int:
     configured `memory_mb` is the step's on a CPU: what the process already holds and `beside`
     come off it (at least an eighth of it is left for the frames; `check_step` refuses, before
     it starts, an infer that cannot fit)."""
-    kind = getattr(device, "type", str(device).split(":")[0])
+    kind = _kind(device)
     if _configured_mb > 0:
         total = _configured_mb * 2**20
         if kind == "cuda":
@@ -265,7 +270,7 @@ def check_step(model, h: int, w: int, scale: int, overlap: int, device, beside: 
     configured `memory_mb` (on a CPU) cannot hold this process, its ffmpeg processes (`beside`),
     the whole frames around the tiles and one `MIN_TILE` tile; without a configured budget (or on
     a GPU, where `memory_mb` is the device's), warn when the machine has less left."""
-    kind = getattr(device, "type", str(device).split(":")[0])
+    kind = _kind(device)
     whole = frame_bytes(h, w, scale)
     tile_px = (min(MIN_TILE, h) + 2 * overlap) * (min(MIN_TILE, w) + 2 * overlap)
     tile = tile_px * bytes_per_pixel(model, scale) if kind == "cpu" else 0
