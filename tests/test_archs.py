@@ -62,7 +62,7 @@ def test_the_registry_refuses_duplicates_and_the_config_names_the_choices(tiny_a
         register(Arch("tiny_test", TinySR, ("channels",), scales=(2,)))
     assert validate_config({"model": {"arch": "tiny_test"}})["model"]["arch"] == "tiny_test"
     unregister("tiny_test")
-    choices = "spandrel, srresnet, temporal, unet, upconv7"
+    choices = "span, spandrel, srmd, srresnet, temporal, unet, upconv7"
     with pytest.raises(ConfigError, match=f"'tiny_test' is not a registered architecture.*{choices}"):
         validate_config({"model": {"arch": "tiny_test"}})
 

@@ -6,6 +6,7 @@ from videnhance import cli, train
 from videnhance.cache import base_model_path
 from videnhance.config import full_video_settings, load_config_file
 from videnhance.io import probe
+from videnhance.weights import AUTO_LR
 
 from .helpers import make_clip
 
@@ -19,7 +20,7 @@ fine_tune: {steps: 4, steps_per_epoch: 2, batch_size: 4, patch: 16, patience: 0}
 
 def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch):
     """`videnhance enhance` (no Snakemake): the default ×2 base (`checkpoint: auto`, the packaged
-    waifu2x network, fine-tuned at its rate), near-scale fine-tune whose inputs use the configured
+    SPAN network, fine-tuned at its rate), near-scale fine-tune whose inputs use the configured
     degradation (blur 0.5 here), infer, and mux with the source's audio."""
     chains = []
 
@@ -39,7 +40,7 @@ def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch)
     assert (out.width, out.height, out.frames) == (96, 64, 12) and len(out.audio) == 1
     verdict = json.loads((work / "verdict.json").read_text())
     assert verdict["pairs"] == "near_scale" and verdict["rounds"] == 2 and verdict["steps"] == 4
-    assert verdict["lr"] == 2e-4 and not (tmp_path / "cache").exists()  # no pretraining
+    assert verdict["lr"] == AUTO_LR["span"] and not (tmp_path / "cache").exists()  # no pretraining
     assert len(chains) == 2 and all(c.blur_sigma == (0.5, 0.5) for c in chains)  # one per round, as configured
     assert (work / "side_by_side.mp4").exists()  # the reassemble step ran, with its frame-count check
 

@@ -25,8 +25,20 @@ def test_unknown_key_and_wrong_type_name_the_key():
         validate_config({"fine_tune": {"stpes": 3}})
     with pytest.raises(ConfigError, match=r"key 'pretrain.steps': 'many' is not of type 'integer'"):
         validate_config({"pretrain": {"steps": "many"}})
-    with pytest.raises(ConfigError, match=r"key 'scale': 3 is not one of"):
-        validate_config({"scale": 3})
+    with pytest.raises(ConfigError, match=r"key 'scale': 5 is not one of"):
+        validate_config({"scale": 5})
+
+
+def test_the_scales_are_written_once():
+    """The schemas' scale enums, the command line's choices and the registry's SCALES are one list."""
+    from videnhance.archs import SCALES
+    from videnhance.cli import build_parser
+    from videnhance.config import load_schema
+
+    assert load_schema("config")["properties"]["scale"]["enum"] == list(SCALES)
+    assert load_schema("videos")["properties"]["scale"]["enum"] == list(SCALES)
+    enhance = build_parser()._subparsers._group_actions[0].choices["enhance"]
+    assert next(a for a in enhance._actions if a.dest == "scale").choices == SCALES
 
 
 def test_shipped_config_is_valid():
@@ -138,27 +150,37 @@ def test_every_shipped_config_validates_alone_and_the_overlays_on_their_base():
         cfg = validate_config({**base, **merged})
         assert (cfg["scale"], cfg["model"]["arch"], cfg["model"]["channels"]) == (scale, "temporal", 64)
         assert cfg["results"] != base["results"]
+        # the benchmark runs the default base; its overlay runs our own pretrain beside it
+        ours = validate_config({**base, **read(f"benchmark_x{scale}_ours.yaml")})
+        assert base["checkpoint"] == "auto" and ours["checkpoint"] is None and ours["results"] != base["results"]
 
 
 def test_checkpoint_auto_picks_the_base_per_scale_and_a_mapping_overrides_it():
     from videnhance.settings import Settings
-    from videnhance.weights import base_for, fine_tune_lr
+    from videnhance.weights import AUTO_LR, base_for, fine_tune_lr, packaged_models
 
     cfg = validate_config({})
     assert cfg["checkpoint"] == "auto" and cfg["fine_tune"]["lr"] == "auto"
-    assert base_for("auto", 2) == "package:WAIFU2X_PHOTO_UP2X"
-    assert base_for("auto", 4) is None and base_for("auto", 1) is None  # ours is stronger at ×4: pretrain
+    # the strongest base measured at each scale (docs/quality.md, "the bases"); ×1: our pretrain
+    auto = {scale: base_for("auto", scale) for scale in (1, 2, 3, 4)}
+    assert auto == {1: None, 2: "package:spanx2_ch48", 3: "package:srmdnf_x3", 4: "package:spanx4_ch48"}
+    installed = packaged_models()  # `make setup` installs every wheel `auto` names
+    assert all(source.removeprefix("package:") in installed for source in auto.values() if source)
     assert base_for("auto", 2, "temporal") is None  # another arch asked for is pretrained as asked
     assert base_for(None, 2) is None and base_for("mine.safetensors", 4) == "mine.safetensors"
     mapping = validate_config({"checkpoint": {4: "mine_x4.safetensors", 2: None}})["checkpoint"]
     assert base_for(mapping, 4) == "mine_x4.safetensors" and base_for(mapping, 2) is None
-    assert base_for({4: "mine_x4.pth"}, 2) == "package:WAIFU2X_PHOTO_UP2X"  # a scale not listed is auto
+    assert base_for({4: "mine_x4.pth"}, 2) == "package:spanx2_ch48"  # a scale not listed is auto
     assert base_for({"4": "mine_x4.pth"}, 4) == "mine_x4.pth"  # keys as strings (--config, JSON) too
     settings = Settings.from_dict({k: cfg[k] for k in ("scale", "checkpoint", "model")})
-    assert settings.base_source() == "package:WAIFU2X_PHOTO_UP2X"
-    assert settings.replace(scale=4).base_source() is None
-    assert fine_tune_lr("auto", residual=True) == 2e-3 and fine_tune_lr("auto", residual=False) == 2e-4
-    assert fine_tune_lr(5e-4, residual=False) == 5e-4
+    assert settings.base_source() == "package:spanx2_ch48"
+    assert settings.replace(scale=1).base_source() is None
+    # lr: auto is the rate measured for the base's architecture, else by its kind
+    assert fine_tune_lr("auto", "span", residual=False) == AUTO_LR["span"]
+    assert fine_tune_lr("auto", "srmd", residual=False) == AUTO_LR["srmd"]
+    assert fine_tune_lr("auto", "srresnet", residual=True) == 2e-3
+    assert fine_tune_lr("auto", "spandrel", residual=False) == 2e-4
+    assert fine_tune_lr(5e-4, "span", residual=False) == 5e-4
     with pytest.raises(ConfigError, match="key 'checkpoint'"):
         validate_config({"checkpoint": {"x4": "mine.pth"}})
     with pytest.raises(ConfigError, match="key 'fine_tune.lr'"):

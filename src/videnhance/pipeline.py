@@ -146,12 +146,13 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
-    from .models import load_model
+    from .bases import load_base
 
     source = settings.base_source() or checkpoint
     if not source:
         raise ModelFileError("no base model: set `checkpoint` or let `pretrain` make one.")
-    base = load_model(source, arch=settings.model.arch, scale=settings.scale, kwargs=arch_kwargs(settings.model))
+    base = load_base(source, arch=settings.model.arch, scale=settings.scale, kwargs=arch_kwargs(settings.model),
+                     noise=settings.model.noise)
     if base.frames_in < frames_in(settings.model):  # a community or packaged network is single-frame
         raise ModelFileError(f"checkpoint: {source} is a single-frame network; model.arch: "
                              f"{settings.model.arch} needs a base of its own (remove `checkpoint`).")

@@ -95,6 +95,7 @@ class Model(Section):
     align: str
     fuse_channels: int
     fuse_blocks: int
+    noise: int
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class FineTune(Section):
     steps_per_epoch: int
     batch_size: int
     patch: int
+    layers: str  # all | tail
     lr: float | str  # a rate, or "auto" (weights.fine_tune_lr)
     loss: dict[str, float | str | None]
     pairs: str

@@ -671,6 +671,16 @@ def _decide(cfg: FineTune, rule: Rule, judge: Judge, tracker: RoundTracker, roun
     return kept, delivered, signals, reason, single
 
 
+def freeze_all_but_tail(model: nn.Module, layers: int = 2) -> list[str]:
+    """Freeze every parameter but those of the last `layers` modules with weights (in the order
+    the network registers them: its output end); returns the names of the modules left to train."""
+    weighted = [(name, m) for name, m in model.named_modules() if isinstance(getattr(m, "weight", None), nn.Parameter)]
+    model.requires_grad_(False)
+    for _, module in weighted[-layers:]:
+        module.requires_grad_(True)
+    return [name for name, _ in weighted[-layers:]]
+
+
 def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: str | Path, out_log: str | Path,
               out_verdict: str | Path, cfg: FineTune, device: str = "auto", *, degrade_cfg: Degrade) -> Verdict:
     """Fine-tune the base model on one video; deliver it only if the guard finds it better than
@@ -702,7 +712,9 @@ def fine_tune(pairs_path: str | Path, base_model_path: str | Path, out_model: st
     chain, rule = DegradeChain.from_settings(degrade_cfg), Rule.from_settings(cfg)
     judge = held_out_judge(base.module, data.lr_val, data.hr_val, base.scale, cfg, chain, dev, data.val_frames)
     model = copy.deepcopy(base.module)  # trained in place; `base` stays the base
-    lr = fine_tune_lr(cfg.lr, base.arch.residual)
+    if cfg.layers == "tail":
+        freeze_all_but_tail(model)
+    lr = fine_tune_lr(cfg.lr, base.arch.name, base.arch.residual)
     log.info("fine-tuning a %s base (%s) at peak lr %g%s", base.arch.name,
              "residual over bicubic" if base.arch.residual else "full output", lr,
              " (fine_tune.lr: auto)" if cfg.lr == AUTO else "")

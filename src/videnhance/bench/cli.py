@@ -40,7 +40,7 @@ from ..config import allowed_values, schema_default
 from .sampling import run_work
 from .suites import MODEL_CASES, bench_finetune, bench_infer, bench_io, bench_memory, bench_model
 from .table import Row, machine_line, parse_size, write_csv
-from .workloads import MODELS, WORK
+from .workloads import MODELS, WORK, is_base_name
 
 
 def _add_commands(sub) -> None:
@@ -56,9 +56,11 @@ def _add_commands(sub) -> None:
     def torch_opts(p: argparse.ArgumentParser, scale_default: str) -> None:
         p.add_argument("--scale", type=int, choices=(1, 2, 3, 4, 8), help=f"upscaling factor (default {scale_default})")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-        p.add_argument("--model", choices=sorted(MODELS),
+        p.add_argument("--model", type=_bench_model,
                        help="network: default = SRResNet 64×16, tiny = 8×2, temporal = default + a 3-frame "
-                            "DIS-aligned fusion branch (temporal_none: unaligned), bicubic = no network")
+                            "DIS-aligned fusion branch (temporal_none: unaligned), bicubic = no network; or a base "
+                            "as the pipeline loads it: package:NAME (`model` on a CPU also times ncnn running the "
+                            "same file) or a model file")
         p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
 
     p = sub.add_parser("io", help="ffmpeg alone vs our decode/encode/passthrough")
@@ -98,6 +100,13 @@ def _add_commands(sub) -> None:
     torch_opts(p, "2")
     p.set_defaults(model=None)  # memory: tiny on CPU (600 frames of the default net take minutes), default on CUDA
     p.set_defaults(bench=_cmd_memory)
+
+
+def _bench_model(name: str) -> str:
+    if name in MODELS or is_base_name(name):
+        return name
+    raise argparse.ArgumentTypeError(f"{name!r}: choose one of {', '.join(sorted(MODELS))}, package:NAME "
+                                     "(videnhance import-weights --list) or a model file")
 
 
 def _given(value, default):

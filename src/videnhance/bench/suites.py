@@ -16,7 +16,7 @@ from pathlib import Path
 from ..io import EncodeSettings, probe, run_ffmpeg
 from .sampling import ffmpeg_timed, run_work
 from .table import Row, fps_of, print_table, size_text
-from .workloads import CLIP_FPS, HELD_FRAMES_BYTES, MODELS, WORK, make_test_clip
+from .workloads import CLIP_FPS, HELD_FRAMES_BYTES, MODELS, WORK, is_base_name, make_test_clip
 
 MODEL_CASES = ((960, 540, 4), (1280, 720, 2))  # `bench model` without --size: 540p→×4 and 720p→×2
 
@@ -171,16 +171,28 @@ def bench_model(cases: list[tuple[int, int, int]] | None = None, seconds: float 
             spec = {"kind": "model", "size": [w, h], "scale": scale, "device": dev, "model": model,
                     "seconds": seconds, "batch_size": batch_size or _default_batch("model", dev), "threads": threads,
                     "compile": compiled}
-            result = measure(spec, isolate)
-            name = f"{model}_{result['dtype']}_b{result['batch_size']}{'_compiled' if compiled else ''}"
-            row = _row_from(result, "model", name, size_text(w, h), scale, dev)
-            where = result.get("gpu") or f"{result['threads']} threads"
-            if result.get("compile_s") is not None:
-                where += f", compile {result['compile_s']:.1f} s"
-            row.note = f"{where}; {row.note}"
-            rows.append(row)
-    print_table(rows, out, title=f"model: {model} {MODELS.get(model)}, random weights, time-bounded {seconds} s")
+            rows.append(_model_row(measure(spec, isolate), model, compiled, w, h, scale, dev))
+        if model.startswith("package:") and dev == "cpu":  # the anchor: ncnn running the same file
+            ncnn = _model_row(measure({**spec, "kind": "ncnn", "compile": False}, isolate), "ncnn", False, w, h, scale,
+                              dev)
+            for row in rows[-(2 if compile is None else 1):]:
+                row.ratio, row.reference = row.fps / ncnn.fps, ncnn.measure
+            rows.append(ncnn)
+            print(f"model_vs_ncnn_{size_text(w, h)}_x{scale}: {rows[-2].ratio:.3f} (our frames/s ÷ ncnn's; the "
+                  f"target, within 1.2× of ncnn's time per frame, is ≥ 0.833)", file=out)
+    weights = "its own weights" if is_base_name(model) else f"{MODELS.get(model)}, random weights"
+    print_table(rows, out, title=f"model: {model} ({weights}), time-bounded {seconds} s")
     return rows
+
+
+def _model_row(result: dict, model: str, compiled: bool, w: int, h: int, scale: int, dev: str) -> Row:
+    name = f"{model}_{result['dtype']}_b{result['batch_size']}{'_compiled' if compiled else ''}"
+    row = _row_from(result, "model", name, size_text(w, h), scale, dev)
+    where = result.get("gpu") or f"{result['threads']} threads"
+    if result.get("compile_s") is not None:
+        where += f", compile {result['compile_s']:.1f} s"
+    row.note = f"{where}; {row.note}"
+    return row
 
 
 def bench_infer(size: tuple[int, int] = (320, 180), scale: int = 2, seconds: float = 3,

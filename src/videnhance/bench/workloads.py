@@ -59,10 +59,20 @@ def passthrough(src: str | Path, dst: str | Path, settings: EncodeSettings | Non
     return writer.frames
 
 
+def is_base_name(name: str) -> bool:
+    """A bench model given as a base (`package:NAME` or a model file), not one of `MODELS`."""
+    return name.startswith("package:") or name.endswith((".pt", ".pth", ".safetensors"))
+
+
 def build_bench_model(name: str, scale: int):
-    """The network to time: random weights (a fixed seed), tail not zero so the output has detail."""
+    """The network to time: one of `MODELS` with random weights (a fixed seed, tail not zero so
+    the output has detail), or a base as the pipeline loads it (`package:NAME`, a model file)."""
+    if is_base_name(name):
+        from ..bases import load_base
+
+        return load_base(name, scale=scale).module.eval()
     if name not in MODELS:
-        raise ValueError(f"unknown bench model {name!r}; choose one of {sorted(MODELS)}")
+        raise ValueError(f"unknown bench model {name!r}; choose one of {sorted(MODELS)}, package:NAME or a file")
     if MODELS[name] is None:
         return None
     import torch
@@ -233,6 +243,45 @@ def _work_model(spec: dict) -> dict:
     return out
 
 
+def _work_ncnn(spec: dict) -> dict:
+    """ncnn itself running a packaged model's own .param/.bin on the CPU at `threads` (fp32, its
+    fast convolutions on: what Video2X and the *-ncnn-vulkan tools run), frame by frame, on the
+    input our network's `prepare` gives (SRMD's degradation maps, upconv_7's padding); the anchor
+    of `bench model` for a converted network."""
+    import ncnn
+    import numpy as np
+
+    torch = _set_threads(spec)
+    from ..ncnn_import import graph_ends, ncnn_net, read_param
+    from ..weights import packaged_files
+
+    param, weights = packaged_files(spec["model"])
+    net = ncnn_net(param, weights, threads=int(spec.get("threads") or torch.get_num_threads()))
+    inp, outp = graph_ends(read_param(param))
+    network = build_bench_model(spec["model"], spec["scale"])
+    w, h = spec["size"]
+    with torch.inference_mode():
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+        array = np.ascontiguousarray(network.prepare(x)[0].numpy() if hasattr(network, "prepare") else x[0].numpy())
+
+    def call(a: np.ndarray) -> None:
+        extractor = net.create_extractor()
+        extractor.input(inp, ncnn.Mat(a))  # borrows `a`: it lives until the extraction is done
+        extractor.extract(outp)
+
+    call(np.ascontiguousarray(array[:, : min(h, 64), : min(w, 64)]))  # warm-up on a crop, as `model` does
+    timing_starts()
+    frames, start = 0, time.perf_counter()
+    while True:
+        call(array)
+        frames += 1
+        seconds = time.perf_counter() - start
+        if seconds >= spec["seconds"]:
+            break
+    return {"frames": frames, "seconds": seconds, "batch_size": 1, "dtype": "fp32", "threads": net.opt.num_threads,
+            "compiled": False, "compile_s": None}
+
+
 def _work_infer(spec: dict) -> dict:
     torch = _set_threads(spec)
 
@@ -292,8 +341,4 @@ def _work_finetune(spec: dict) -> dict:
 
 
 WORK = {"decode": _work_decode, "encode": _work_encode, "passthrough": _work_passthrough, "pipe": _work_pipe,
-        "model": _work_model, "infer": _work_infer, "finetune": _work_finetune}
-
-
-WORK = {"decode": _work_decode, "encode": _work_encode, "passthrough": _work_passthrough, "pipe": _work_pipe,
-        "model": _work_model, "infer": _work_infer, "finetune": _work_finetune}
+        "model": _work_model, "ncnn": _work_ncnn, "infer": _work_infer, "finetune": _work_finetune}
