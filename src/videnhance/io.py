@@ -149,6 +149,11 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
         if not container.streams.video:
             raise VideoError(f"{path}: has no video stream (audio only?). Remove it from the sheet.")
         stream = container.streams.video[0]
+        if is_still_image(container.format.name):
+            kind = IMAGE_CODECS.get(stream.codec_context.name, stream.codec_context.name.upper())
+            raise VideoError(f"{path}: a still image ({kind}) under a video name, not a video: per-video fine-tuning "
+                             "needs a moving clip. Give it its own suffix and take it out of the video sheet or glob; "
+                             "`videnhance sr-images` runs a base model on still images.")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate:
             raise VideoError(f"{path}: frame rate unknown. Remux it with a frame rate (ffmpeg -r).")
@@ -160,6 +165,9 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
         subtitles = [{"index": s.index, "codec": s.codec_context.name} for s in container.streams.subtitles]
         codec = stream.codec_context.name
         pix_fmt = stream.codec_context.pix_fmt or ""
+        # VP8/VP9 in WebM/Matroska keep alpha beside the picture (BlockAdditional), where FFmpeg's own
+        # decoders do not look: the decoded format says yuv420p, the container says alpha_mode 1
+        side_alpha = {k.lower(): v for k, v in stream.metadata.items()}.get("alpha_mode") == "1"
         width, height = stream.codec_context.width, stream.codec_context.height
         duration = float(container.duration / 1_000_000) if container.duration else 0.0
         rotation = 0
@@ -176,11 +184,10 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
                              "corrupt.") from err
         if frames == 0:
             raise VideoError(f"{path}: the video stream has no frames. Remove it from the sheet.")
-    timestamps, _ = frame_timestamps(path)
+    timestamps, time_base = frame_timestamps(path)
     frames = count_frames(path) if decode_check else len(timestamps)
-    steps = np.diff(timestamps)
-    vfr = bool(len(steps) > 1 and steps.max() - steps.min() > max(1, 0.01 * np.median(steps)))
-    alpha = pix_fmt.startswith(("rgba", "bgra", "argb", "abgr", "yuva", "gbrap", "ya"))
+    vfr = off_grid(timestamps, time_base, rate)
+    alpha = has_alpha(pix_fmt) or side_alpha
     if rotation % 180:
         width, height = height, width
     if not duration:
@@ -190,6 +197,32 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
         frames=frames, duration=duration, codec=codec, pix_fmt=pix_fmt, rotation=rotation,
         audio=audio, subtitles=subtitles, vfr=vfr, alpha=alpha, **tags,
     )
+
+
+# demuxers of single images: a photo named .mp4 opens as one of these, not as a video container
+IMAGE_CODECS = {"mjpeg": "JPEG", "png": "PNG", "webp": "WebP", "bmp": "BMP", "tiff": "TIFF", "jpeg2000": "JPEG 2000",
+                "jpegxl": "JPEG XL", "qoi": "QOI", "pam": "PAM", "ppm": "PPM", "pgm": "PGM"}
+
+
+def has_alpha(pix_fmt: str) -> bool:
+    return pix_fmt.startswith(("rgba", "bgra", "argb", "abgr", "yuva", "gbrap", "ya"))
+
+
+def is_still_image(format_name: str) -> bool:
+    """Whether FFmpeg opened the file with a still-image demuxer (image2, jpeg_pipe, png_pipe, …)."""
+    return any(name == "image2" or name.endswith("_pipe") for name in format_name.split(","))
+
+
+def off_grid(timestamps: np.ndarray, time_base: Fraction, rate: Fraction, tolerance_s: float = 0.0015) -> bool:
+    """Whether frames are not all at start + k / rate: a variable frame rate, or gaps (an AVI that
+    muxed its first frame late, a dropped frame), which the output must keep. Within `tolerance_s`
+    or half a tick (Matroska rounds to milliseconds). A false alarm costs little: the output is
+    encoded without B-frames and given the source's timestamps, which it would match anyway."""
+    if len(timestamps) < 2:
+        return False
+    seconds = timestamps.astype(np.float64) * float(time_base)
+    grid = seconds[0] + np.arange(len(seconds)) / float(rate)
+    return bool(np.abs(seconds - grid).max() > max(tolerance_s, 0.5 * float(time_base)))
 
 
 def _colour_tags(obj) -> dict[str, str]:
@@ -573,24 +606,28 @@ def run_ffmpeg(args: list[str], what: str) -> None:
 
 def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
         settings: EncodeSettings | None = None, source_meta: VideoMeta | None = None) -> None:
-    """Put the enhanced video stream together with the source's audio and subtitles (copied).
+    """Put the enhanced video stream together with the source's audio and subtitles (copied), every
+    stream at the source's own times: the video at its first frame's time (a file cut from a
+    broadcast starts at 23 ms or 1.4 s, and its audio may start elsewhere), and a variable or
+    gapped frame timing restored frame by frame.
 
     `settings=None` copies the video stream as is; otherwise it is encoded with `settings`.
     """
     meta = source_meta or probe(source_path)
     out_path = Path(out_path)
+    timestamps, time_base = frame_timestamps(source_path)
+    start = float(timestamps[0] * time_base) if len(timestamps) else 0.0
     if meta.vfr:  # the enhanced stream was written at a constant rate: give it the source's timing
-        timestamps, time_base = frame_timestamps(source_path)
         if len(timestamps) == meta.frames:
             retimed = out_path.with_name(f".{out_path.stem}.retimed.mkv")
             retime(video_path, timestamps, time_base, retimed)
             try:
-                return _mux(retimed, source_path, out_path, settings, meta)
+                return _mux(retimed, source_path, out_path, settings, meta, video_start=None)
             finally:
                 retimed.unlink(missing_ok=True)
         log.warning("%s: %d timestamps for %d frames; keeping a constant frame rate", source_path,
                     len(timestamps), meta.frames)
-    _mux(video_path, source_path, out_path, settings, meta)
+    _mux(video_path, source_path, out_path, settings, meta, video_start=start)
 
 
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
@@ -616,7 +653,11 @@ def _subtitle_args(meta: VideoMeta, out_path: Path) -> list[str]:
 
 
 def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settings: EncodeSettings | None,
-         meta: VideoMeta) -> None:
+         meta: VideoMeta, video_start: float | None) -> None:
+    """`video_start`: where the enhanced stream (written from 0) starts in the output, in seconds;
+    None: it carries its timestamps already (`retime`). Timestamps are copied (`-copyts`), so the
+    source's audio and subtitles keep theirs."""
+    offset = ["-itsoffset", f"{video_start:.6f}"] if video_start else []
     video_codec = ["-c:v", "copy"]  # keeps the colour tags FrameWriter gave the stream
     if settings is not None:
         vmeta = probe(video_path, decode_check=False)
@@ -625,8 +666,8 @@ def _mux(video_path: Path | str, source_path: Path | str, out_path: Path, settin
     subtitles = _subtitle_args(meta, out_path)
     with atomic_output(out_path) as tmp:
         run_ffmpeg(
-            ["-i", str(video_path), "-i", str(source_path), "-map", "0:v:0", "-map", "1:a?", *subtitles,
-             *video_codec, "-fps_mode", "passthrough", "-c:a", "copy", "-map_metadata", "1", str(tmp)],
+            [*offset, "-i", str(video_path), "-i", str(source_path), "-map", "0:v:0", "-map", "1:a?", *subtitles,
+             *video_codec, "-fps_mode", "passthrough", "-c:a", "copy", "-copyts", "-map_metadata", "1", str(tmp)],
             what=f"{out_path} (mux of {video_path} with the audio of {source_path})",
         )
 

@@ -25,7 +25,7 @@ from . import __version__
 from .archs import arch_kwargs, frames_in
 from .colour import HDR_TRANSFERS, bit_depth
 from .errors import ModelFileError, VideoError
-from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, join_videos, mux
+from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, has_alpha, join_videos, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
 from .memory import budget, decoder_bytes, encoder_bytes, lean_encoder
@@ -47,7 +47,9 @@ def probe(*, source: str | Path, meta: str | Path, settings: Settings) -> VideoM
         raise VideoError(f"{source}: frames of {info.width}x{info.height} are too small for mode {mode} at "
                          f"×{scale} (need at least {min_side} px a side).")
     if info.alpha:
-        log.warning("%s: has an alpha channel (%s); it is dropped, frames are enhanced as RGB", source, info.pix_fmt)
+        kind = info.pix_fmt if has_alpha(info.pix_fmt) else f"{info.codec} alpha_mode 1: the alpha plane is kept beside " \
+                                                              "the picture, where FFmpeg's own decoder does not read it"
+        log.warning("%s: has an alpha channel (%s); it is dropped, frames are enhanced as RGB", source, kind)
     if info.vfr:
         log.info("%s: variable frame rate; the output keeps the source's frame timestamps", source)
     info.to_json(meta)

@@ -6,9 +6,12 @@ encodes and enhances whole videos, measured against ffmpeg doing the same work o
           → encode), also through the inference path with each transport (rgb24, yuv420p) on
           --device. Ends with `passthrough_ratio: R` (our passthrough ÷ ffmpeg transcode, frames/s).
   model   model-only frames/s of the default network (SRResNet 64 channels × 16 blocks, random
-          weights), input in channels_last as `run_model` gives it: fp32 on CPU (with the
-          allocator tuning enhance_video uses); bf16 autocast + channels_last weights on CUDA. Time-bounded: runs until
-          --seconds have passed, at least one batch.
+          weights) or of a base (--model package:NAME or a model file), input in channels_last as
+          `run_model` gives it: fp32 on CPU (with the allocator tuning enhance_video uses); bf16
+          autocast + channels_last weights on CUDA. Time-bounded: runs until --seconds have
+          passed, at least one batch. For package:NAME on a CPU, ncnn runs the same .param/.bin
+          beside it at the same threads (fp32, its fast convolutions on: what the *-ncnn-vulkan
+          tools and Video2X run) and `model_vs_ncnn_…: R` gives our frames/s ÷ ncnn's.
   infer   end-to-end `enhance_video` frames/s next to each stage alone (model, our decoder at the
           input size, our encoder at the output size); ends with `infer_ratio: R` (end-to-end ÷
           the slowest stage).
