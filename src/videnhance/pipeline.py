@@ -47,8 +47,10 @@ def probe(*, source: str | Path, meta: str | Path, settings: Settings) -> VideoM
         raise VideoError(f"{source}: frames of {info.width}x{info.height} are too small for mode {mode} at "
                          f"×{scale} (need at least {min_side} px a side).")
     if info.alpha:
-        kind = info.pix_fmt if has_alpha(info.pix_fmt) else f"{info.codec} alpha_mode 1: the alpha plane is kept beside " \
-                                                              "the picture, where FFmpeg's own decoder does not read it"
+        kind = info.pix_fmt
+        if not has_alpha(kind):  # VP8/VP9 in WebM: the container says so (`io.probe`)
+            kind = (f"{info.codec} alpha_mode 1: the alpha plane is kept beside the picture, where FFmpeg's own "
+                    "decoder does not read it")
         log.warning("%s: has an alpha channel (%s); it is dropped, frames are enhanced as RGB", source, kind)
     if info.vfr:
         log.info("%s: variable frame rate; the output keeps the source's frame timestamps", source)
