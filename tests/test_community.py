@@ -12,10 +12,11 @@ from torch import nn
 
 from videnhance import pipeline
 from videnhance.community import TRAINABLE, Padded
-from videnhance.config import full_video_settings, validate_config
+from videnhance.config import validate_config
 from videnhance.errors import ConfigError, ModelFileError
 from videnhance.io import probe
 from videnhance.models import load_model
+from videnhance.settings import full_video_settings
 
 
 def _small(arch: str) -> nn.Module:

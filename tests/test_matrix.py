@@ -29,10 +29,11 @@ import pytest
 import torch
 
 from videnhance import pipeline
-from videnhance.config import full_video_settings, validate_config
+from videnhance.config import validate_config
 from videnhance.errors import VidenhanceError
 from videnhance.io import frame_timestamps, probe
 from videnhance.models import SRResNet, save_model
+from videnhance.settings import full_video_settings
 
 from .helpers import ffmpeg
 

@@ -173,8 +173,9 @@ def test_the_command_lists_and_converts(tmp_path, packaged, capsys):
 
 def test_an_imported_base_carries_its_licence_into_the_report(tmp_path, packaged):
     from videnhance import pipeline
-    from videnhance.config import full_video_settings, validate_config
+    from videnhance.config import validate_config
     from videnhance.models import describe_base
+    from videnhance.settings import full_video_settings
 
     import_weights(*packaged["WAIFU2X_PHOTO_UP2X"], tmp_path / "waifu2x.pt")
     cfg = validate_config({"checkpoint": str(tmp_path / "waifu2x.pt"), "scale": 2, "model": {"arch": "upconv7"}})
@@ -187,9 +188,10 @@ def test_an_imported_base_carries_its_licence_into_the_report(tmp_path, packaged
 
 def test_a_packaged_model_is_a_checkpoint_without_an_import_step(tmp_path, packaged):
     from videnhance import pipeline
-    from videnhance.config import full_video_settings, validate_config
+    from videnhance.config import validate_config
     from videnhance.errors import ConfigError
     from videnhance.models import describe_base
+    from videnhance.settings import full_video_settings
 
     def settings(checkpoint, **extra):
         cfg = validate_config({"checkpoint": checkpoint, "scale": 2, **extra})

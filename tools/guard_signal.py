@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import yaml
 
-from videnhance.config import full_video_settings, safe_id, validate_config
+from videnhance.config import safe_id, validate_config
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade
 from videnhance.guard import Rule, Signal
 from videnhance.infer import run_model
@@ -37,7 +37,7 @@ from videnhance.metrics import psnr, rgb_to_y
 from videnhance.models import load_model
 from videnhance.pipeline import run_video
 from videnhance.samples import load_npz
-from videnhance.settings import FineTune
+from videnhance.settings import FineTune, full_video_settings
 from videnhance.train import RoundTracker, held_out_judge
 
 

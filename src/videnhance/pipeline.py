@@ -355,7 +355,7 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
     (benchmark mode: degrade_gt), extract, degrade, pretrain_load, fine_tune, infer, reassemble,
     and with `score` the milestone's inference and evaluate.
 
-    `settings` is the whole per-video settings (`config.full_video_settings`); the base model is
+    `settings` is the whole per-video settings (`settings.full_video_settings`); the base model is
     `base_checkpoint` (a pretrained file; `settings.checkpoint` wins, as in the workflow).
     `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
     time one step). Logs one progress line per step and returns each step's seconds, the files

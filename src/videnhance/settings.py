@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
+from .config import validate_config, video_settings
 from .weights import DEFAULT_ARCH, base_for
 
 S = TypeVar("S", bound="Section")
@@ -43,8 +44,6 @@ class Section:
     @classmethod
     def defaults(cls: type[S], **overrides: Any) -> S:
         """This section with the schema's defaults and `overrides`, validated."""
-        from .config import validate_config
-
         return cls.from_dict(validate_config({cls.NAME: overrides})[cls.NAME])
 
     def replace(self: S, **changes: Any) -> S:
@@ -254,3 +253,10 @@ class Settings:
     def as_dict(self) -> dict:
         """The keys that were given, as plain validated dicts."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def full_video_settings(cfg: dict, row: dict) -> Settings:
+    """Everything any step may read for one video, as `pipeline.run_video` hands it to each step:
+    the config, the row's overrides (`video_settings`), the video's id and its scale for the report."""
+    per_video = video_settings(cfg, row)
+    return Settings.from_dict({**cfg, **per_video, "video": row["id"], "scales": {row["id"]: per_video["scale"]}})

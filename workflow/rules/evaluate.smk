@@ -154,7 +154,7 @@ rule report:
 
 
 onerror:
-    from videnhance.runs import report_after_failure
+    from videnhance.report import report_after_failure
 
     try:
         message = report_after_failure(
