@@ -28,6 +28,7 @@ from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, has_alpha, join_videos, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
+from .layout import VideoFiles
 from .memory import budget, decoder_bytes, encoder_bytes, lean_encoder
 from .samples import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .segments import part_span
@@ -306,38 +307,6 @@ def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str
 
 
 # ------------------------------------------------------------------------------ one video, whole
-@dataclass(frozen=True)
-class VideoFiles:
-    """One video's files in a work folder, named as the workflow names them under results/<video>/."""
-
-    meta: Path
-    input_video: Path
-    frames: Path
-    pairs: Path
-    base: Path
-    model: Path
-    history: Path
-    verdict: Path
-    enhanced: Path
-    milestone: Path
-    single_frame: Path
-    side_by_side: Path
-    scores: Path
-    crops: Path
-    per_frame: Path
-
-    @classmethod
-    def under(cls, folder: str | Path) -> VideoFiles:
-        f = Path(folder)
-        return cls(meta=f / "meta.json", input_video=f / "input.mkv", frames=f / "frames.npz", pairs=f / "pairs.npz",
-                   base=f / "base.pt", model=f / "model.pt", history=f / "fine_tune.history.csv",
-                   verdict=f / "verdict.json", enhanced=f / "infer" / "enhanced.mkv",
-                   milestone=f / "infer" / "milestone.mkv",
-                   single_frame=f / "infer" / "single_frame.mkv", side_by_side=f / "side_by_side.mp4",
-                   scores=f / "scores.csv", crops=f / "crops.png",
-                   per_frame=f / "psnr_per_frame.png")
-
-
 @dataclass
 class RunResult:
     """What `run_video` did: each step's seconds, the video's files, the fine-tune's verdict
@@ -362,7 +331,7 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
     and the fine-tune verdict."""
     from .memory import set_budget
 
-    files = VideoFiles.under(work)
+    files = VideoFiles(str(work))
     Path(work).mkdir(parents=True, exist_ok=True)
     set_budget(settings.memory_mb)
     benchmark = settings.mode == "benchmark"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_output, atomic_write_text
+from .layout import Results
 from .runs import Outcome, failed_jobs, outcomes
 from .scores import ALL_METHODS, METRICS, methods_in, summarize
 from .verdict import Verdict
@@ -360,20 +361,21 @@ def report_after_failure(videos: list[str], results: str, snakemake_logs: str | 
     the line to print. Without any finished video there is nothing to score, and no report."""
     logs = [snakemake_logs] if isinstance(snakemake_logs, str | Path) else list(snakemake_logs or [])
     failed = [job for path in logs if Path(path).is_file() for job in failed_jobs(path)]
-    root = Path(results)
-    finished = {v for v in videos if (root / v / "scores.csv").is_file() and (root / v / "verdict.json").is_file()}
+    layout = Results(results)
+    files = {v: layout.video(v) for v in videos}
+    finished = {v for v, f in files.items() if Path(f.scores()).is_file() and Path(f.verdict).is_file()}
     result = outcomes(videos, results, failed, pending, finished)
     done = [o.video for o in result if o.status == "done"]
     if not done:
         return f"videnhance: no video finished, so there is no report ({len(videos)} failed or not run)"
-    out = root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    write_report([root / v / "scores.csv" for v in done], [root / v / "verdict.json" for v in done],
-                 scales={v: scales[v] for v in done}, out_csv=out / "summary.csv", out_md=out / "summary.md",
-                 out_html=out / "summary.html", out_gains_png=out / "gains.png", out_run=out / "run.json",
+    Path(layout.report("")).mkdir(parents=True, exist_ok=True)
+    write_report([files[v].scores() for v in done], [files[v].verdict for v in done],
+                 scales={v: scales[v] for v in done}, out_csv=layout.report("summary.csv"),
+                 out_md=layout.report("summary.md"), out_html=layout.report("summary.html"),
+                 out_gains_png=layout.report("gains.png"), out_run=layout.report("run.json"),
                  border=border, degradation=degradation,
-                 metas={v: root / v / "meta.json" for v in done}, outcomes=result,
-                 bases=[p for p in sorted({root / "base" / f"x{scales[v]}.pt" for v in done}) if p.is_file()])
+                 metas={v: files[v].meta for v in done}, outcomes=result,
+                 bases=[p for p in sorted({layout.base(scales[v]) for v in done}) if Path(p).is_file()])
     counts = {s: sum(o.status == s for o in result) for s in ("failed", "not run")}
     return (f"videnhance: report of {len(done)} of {len(videos)} videos ({counts['failed']} failed, "
-            f"{counts['not run']} not run): {out / 'summary.md'}")
+            f"{counts['not run']} not run): {layout.report('summary.md')}")

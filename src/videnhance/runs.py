@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .layout import Results
+
 KILLED = ("no error in its log: the job was stopped from outside (out of memory, a time limit, a signal) "
           "or failed before the step began; see the Snakemake log")
 NOT_RUN = "not run: Snakemake stopped at another video's failure (run with --keep-going to go on past it)"
@@ -35,7 +37,7 @@ class FailedJob:
             parts = Path(path).parts
             if parts[: len(root.parts)] == root.parts and len(parts) > len(root.parts) + 1:
                 folder = parts[len(root.parts)]
-                if folder not in ("pretrained", "base", "report"):
+                if folder not in Results.SHARED:
                     return folder
         return None
 
