@@ -147,7 +147,7 @@ def pretrain(*, model: str | Path, history: str | Path, settings: Settings) -> d
                       settings.device)
 
 
-def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Path | None = None) -> None:
+def base_model(*, model: str | Path, settings: Settings, checkpoint: str | Path | None = None) -> None:
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
@@ -161,7 +161,7 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
     if base.frames_in < frames_in(settings.model):  # a community or packaged network is single-frame
         raise ModelFileError(f"checkpoint: {source} is a single-frame network; model.arch: "
                              f"{settings.model.arch} needs a base of its own (remove `checkpoint`).")
-    base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
+    base.save(model, {"stage": "base_model", "source": str(source), "videnhance": __version__,
                       "source_provenance": base.provenance})
 
 
@@ -321,7 +321,7 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
               base_checkpoint: str | Path | None = None, until: str | None = None, score: bool = False,
               before: Callable[[str], None] | None = None) -> RunResult:
     """One video through the workflow's steps, in rule order, without Snakemake: probe,
-    (benchmark mode: degrade_gt), extract, degrade, pretrain_load, fine_tune, infer, reassemble,
+    (benchmark mode: degrade_gt), extract, degrade, base_model, fine_tune, infer, reassemble,
     and with `score` the milestone's inference and evaluate.
 
     `settings` is the whole per-video settings (`settings.full_video_settings`); the base model is
@@ -344,7 +344,7 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
                                           settings=settings)) if benchmark else None,
         ("extract", lambda: extract(input_video=input_video, meta=input_meta, frames=files.frames, settings=settings)),
         ("degrade", lambda: degrade(frames=files.frames, pairs=files.pairs, settings=settings)),
-        ("pretrain_load", lambda: pretrain_load(checkpoint=base_checkpoint, model=files.base, settings=settings)),
+        ("base_model", lambda: base_model(checkpoint=base_checkpoint, model=files.base, settings=settings)),
         ("fine_tune", lambda: fine_tune(pairs=files.pairs, base=files.base, model=files.model, history=files.history,
                                         verdict=files.verdict, settings=settings)),
         ("infer", lambda: infer(model=files.model, input_video=input_video, meta=input_meta, output=files.enhanced,

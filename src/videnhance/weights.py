@@ -3,7 +3,7 @@ envs/weights.txt), found without importing torch, so the workflow can name them 
 it builds the job graph.
 
 `checkpoint: package:spanx4_ch48` makes the base model that packaged ncnn model, converted by
-`ncnn_import` in the `pretrain_load` step: no download, no manual import step.
+`ncnn_import` in the `base_model` step: no download, no manual import step.
 
 `checkpoint: auto` (the default) picks the base per scale from `DEFAULT_BASES`: the strongest
 base measured at that scale (docs/quality.md, "the bases"), else our own `pretrain`; and

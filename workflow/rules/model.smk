@@ -26,7 +26,7 @@ rule pretrain:
         "../scripts/pretrain.py"
 
 
-rule pretrain_load:
+rule base_model:
     input:
         checkpoint=get_base_source,
     output:
@@ -44,7 +44,7 @@ rule pretrain_load:
         checkpoint=base_source,
         version=VERSION,
     script:
-        "../scripts/pretrain_load.py"
+        "../scripts/base_model.py"
 
 
 rule fine_tune:
