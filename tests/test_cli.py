@@ -42,7 +42,7 @@ def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch)
     verdict = json.loads((work / "verdict.json").read_text())
     assert verdict["pairs"] == "near_scale" and verdict["rounds"] == 2 and verdict["steps"] == 4
     assert verdict["lr"] == AUTO_LR["span"] and not (tmp_path / "cache").exists()  # no pretraining
-    assert len(chains) == 2 and all(c.blur_sigma == (0.5, 0.5) for c in chains)  # one per round, as configured
+    assert len(chains) == 2 and all(c.settings.blur_sigma == (0.5, 0.5) for c in chains)  # one per round, as configured
     assert (work / "side_by_side.mp4").exists()  # the reassemble step ran, with its frame-count check
 
 

@@ -31,7 +31,7 @@ from .files import atomic_output, atomic_write_text
 from .guard import HeldOutSet, Judge, Rule, Signal, near_scale_set
 from .infer import pick_device, teacher_outputs
 from .models import LoadedModel, build_model, load_model, save_model
-from .motion import Motion, MotionBatches, motion_clips
+from .motion import MotionBatches, motion_clips
 from .samples import load_npz
 from .settings import Degrade, FineTune, Model, Pretrain
 from .verdict import Verdict
@@ -325,7 +325,7 @@ def pretrain_temporal(model: nn.Module, images: list[np.ndarray], scale: int, cf
                       out_log: Path, dev: torch.device, max_seconds: float | None = None) -> dict:
     """Train a multi-frame model's fusion branch on synthetic motion clips of `images`, its
     single-frame network (`model.single`) frozen; `pretrain.temporal_steps` steps."""
-    radius, motion = model.frames_in // 2, Motion(**cfg.motion)
+    radius, motion = model.frames_in // 2, cfg.motion
     val, train_photos = _held_out(len(images), cfg.seed + 1)
     clips, targets = motion_clips([images[i] for i in val], scale, radius, chain, motion, seed=cfg.seed + 2)
     val_lr, val_hr = _center_crops(clips, targets, scale, 2 * cfg.patch)
