@@ -5,9 +5,9 @@ import tempfile
 from videnhance import cli, train
 from videnhance.cache import base_model_path
 from videnhance.config import load_config_file
+from videnhance.defaults import AUTO_LR
 from videnhance.io import probe
 from videnhance.settings import full_video_settings
-from videnhance.weights import AUTO_LR
 
 from .helpers import make_clip
 

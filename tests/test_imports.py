@@ -15,7 +15,8 @@ from .helpers import REPO
 
 PACKAGE = REPO / "src" / "videnhance"
 # what workflow/rules/common.smk imports to build the job graph: no torch there (seconds per run)
-WORKFLOW_MODULES = ("config", "archs", "segments", "settings", "weights", "verdict", "runs", "scores", "step")
+WORKFLOW_MODULES = ("config", "archs", "segments", "settings", "weights", "defaults", "layout", "verdict", "runs",
+                    "scores", "step")
 
 
 def _module_name(path: Path) -> str:

@@ -198,7 +198,7 @@ def test_the_default_base_is_chosen_per_scale(run, tmp_path):
     """`checkpoint: auto` (the default): the strongest packaged base at each scale (SPAN at ×2 and
     ×4, SRMDNF at ×3), so no `pretrain` runs for them, each fine-tuned at the rate measured for it;
     the report names the network, the file it came from and its licence."""
-    from videnhance.weights import AUTO_LR
+    from videnhance.defaults import AUTO_LR
 
     shutil.copy(run / "videos" / "square.mp4", tmp_path / "square.mp4")
     config = {k: v for k, v in TINY_CONFIG.items() if k != "checkpoint"}

@@ -18,8 +18,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from .archs import ARCHS
+from .defaults import AUTO
 from .errors import ConfigError
-from .weights import AUTO
 
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
 OVERRIDES = {  # sheet column → (config section, key)

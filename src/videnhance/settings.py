@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 from .config import validate_config, video_settings
-from .weights import DEFAULT_ARCH, base_for
+from .defaults import DEFAULT_ARCH, base_for
 
 S = TypeVar("S", bound="Section")
 

@@ -25,6 +25,7 @@ from torch import nn
 from . import __version__
 from .archs import arch_kwargs, frames_in
 from .data import FixedBatches, PatchBatches
+from .defaults import AUTO, fine_tune_lr
 from .degrade import DegradeChain, centre, make_pairs, shrink_and_crop
 from .errors import ConfigError
 from .files import atomic_output, atomic_write_text
@@ -35,7 +36,6 @@ from .motion import MotionBatches, motion_clips
 from .samples import load_npz
 from .settings import Degrade, FineTune, Model, Pretrain
 from .verdict import Verdict
-from .weights import AUTO, fine_tune_lr
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from videnhance.layout import Results
 from videnhance.archs import frames_in
 from videnhance.segments import estimate_frames, plan as plan_parts
 from videnhance.settings import Model
-from videnhance.weights import base_for, is_packaged, packaged_files
+from videnhance.defaults import base_for
+from videnhance.weights import is_packaged, packaged_files
 
 CFG = validate_config(
     config
