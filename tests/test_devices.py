@@ -15,7 +15,7 @@ import torch
 from videnhance.infer import enhance_video, run_model
 from videnhance.io import LOSSLESS, EncodeSettings
 from videnhance.models import SRResNet
-from videnhance.train import fine_tune
+from videnhance.training.fine_tune import fine_tune
 
 from .helpers import make_clip, photo, read_frames
 from .test_train import _pairs, _tiny_cfg

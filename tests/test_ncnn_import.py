@@ -87,7 +87,7 @@ def test_upconv7_fine_tunes_a_step_and_keeps_its_size():
 def test_converted_span_and_srmd_train_every_layer_or_the_tail(packaged, name):
     """Fine-tuning trains the deployed SPAN's plain convolutions (and SRMD's): one Adam step moves
     the weights; with `layers: tail` only the last two weighted layers move."""
-    from videnhance.train import freeze_all_but_tail
+    from videnhance.training.fine_tune import freeze_all_but_tail
 
     for tail in (False, True):
         net = convert(*packaged[name]).net.train()

@@ -35,7 +35,7 @@ from videnhance.io import (
 from videnhance.models import SRResNet, save_model
 from videnhance.samples import save_pairs
 from videnhance.settings import Benchmark, Degrade, FineTune, Settings
-from videnhance.train import fine_tune
+from videnhance.training.fine_tune import fine_tune
 
 from .helpers import REPO, ffmpeg, lavfi_clip, make_clip
 
@@ -237,7 +237,7 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
         import logging, sys, torch
         logging.basicConfig(level=logging.INFO, stream=sys.stdout)
         torch.set_num_threads(1)
-        from videnhance.train import fine_tune
+        from videnhance.training.fine_tune import fine_tune
         from videnhance.settings import Degrade, FineTune
         cfg = FineTune.defaults(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, pairs={pairs!r},
                                 targets_per_frame=1, rounds=2, patience=0)

@@ -199,7 +199,7 @@ def test_the_guard_chooses_among_single_frame_base_temporal_base_and_fine_tuned(
     temporal base is as good (an untrained one equals it)."""
     from videnhance.models import load_model, save_model
     from videnhance.settings import Degrade, FineTune
-    from videnhance.train import fine_tune
+    from videnhance.training.fine_tune import fine_tune
 
     _window_pairs(tmp_path)
     kwargs = {"channels": 8, "blocks": 2, "radius": 1, "align": "none", "fuse_channels": 8, "fuse_blocks": 1}

@@ -11,7 +11,7 @@ the base model once per variant, and scores every frame of the clip against its 
         --clip coffee_pushin=demo/videos/coffee_pushin.mp4 \
         --variants '[{"name": "near_1e-4", "pairs": "near_scale", "lr": 1e-4, "steps": 200}]'
 
-A variant with a `pipeline` key runs the pipeline's own `train.fine_tune` instead (rounds with
+A variant with a `pipeline` key runs the pipeline's own `training.fine_tune` instead (rounds with
 early stopping, the guard) with `--config`'s fine_tune section plus the overrides given, e.g.
 `{"name": "p", "pipeline": {"steps": 400, "steps_per_epoch": 25, "lr": 4e-3}}`; it reports the
 delivered model's `delta`, what the guard `kept` and each round's held-out gain.
@@ -54,7 +54,9 @@ from videnhance.metrics import score_frame
 from videnhance.models import load_model
 from videnhance.samples import load_npz
 from videnhance.settings import Settings
-from videnhance.train import fine_tune, fit, near_scale_pairs, seed_everything
+from videnhance.training.fine_tune import fine_tune
+from videnhance.training.learner import fit, seed_everything
+from videnhance.training.near_scale import near_scale_pairs
 
 
 def frames_of(path: str) -> np.ndarray:

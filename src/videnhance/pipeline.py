@@ -139,7 +139,7 @@ def degrade(*, frames: str | Path, pairs: str | Path, settings: Settings) -> Non
 def pretrain(*, model: str | Path, history: str | Path, settings: Settings) -> dict:
     """Train the base model on the configured photos (`pretrain.images`) with the degrade chain."""
     from .data import load_image_sources
-    from .train import pretrain as train_base
+    from .training.pretrain import pretrain as train_base
 
     cfg = settings.pretrain
     images = load_image_sources(cfg.images, cfg.max_images)
@@ -166,17 +166,18 @@ def base_model(*, model: str | Path, settings: Settings, checkpoint: str | Path 
 
 
 def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path,
-              settings: Settings) -> Verdict:
-    """Fine-tune the base model on the video's pairs behind the guard (`train.fine_tune`), or,
-    with `fine_tune.enabled: false`, deliver the base model as the video's model."""
-    from .train import fine_tune as train_on_video
-    from .train import keep_base
+              settings: Settings, on_round: Callable | None = None) -> Verdict:
+    """Fine-tune the base model on the video's pairs behind the guard (`training.fine_tune`), or,
+    with `fine_tune.enabled: false`, deliver the base model as the video's model. `on_round`: shown
+    each round as it finishes (`training.fine_tune.RoundDone`)."""
+    from .training.fine_tune import fine_tune as train_on_video
+    from .training.fine_tune import keep_base
 
     cfg = settings.fine_tune
     if not cfg.enabled:
         return keep_base(base, model, history, verdict, "fine-tuning disabled in the config")
     return train_on_video(pairs, base, model, history, verdict, cfg, settings.device,
-                          degrade_cfg=settings.degrade)
+                          degrade_cfg=settings.degrade, on_round=on_round)
 
 
 def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: Settings,
@@ -319,7 +320,7 @@ class RunResult:
 
 def run_video(source: str | Path, deliverable: str | Path, settings: Settings, work: str | Path, *,
               base_checkpoint: str | Path | None = None, until: str | None = None, score: bool = False,
-              before: Callable[[str], None] | None = None) -> RunResult:
+              before: Callable[[str], None] | None = None, on_round: Callable | None = None) -> RunResult:
     """One video through the workflow's steps, in rule order, without Snakemake: probe,
     (benchmark mode: degrade_gt), extract, degrade, base_model, fine_tune, infer, reassemble,
     and with `score` the milestone's inference and evaluate.
@@ -327,8 +328,9 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
     `settings` is the whole per-video settings (`settings.full_video_settings`); the base model is
     `base_checkpoint` (a pretrained file; `settings.checkpoint` wins, as in the workflow).
     `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
-    time one step). Logs one progress line per step and returns each step's seconds, the files
-    and the fine-tune verdict."""
+    time one step); `on_round` is handed to `fine_tune` (the measurement tools record each round).
+    Logs one progress line per step and returns each step's seconds, the files and the fine-tune
+    verdict."""
     from .memory import set_budget
 
     files = VideoFiles(str(work))
@@ -346,7 +348,7 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
         ("degrade", lambda: degrade(frames=files.frames, pairs=files.pairs, settings=settings)),
         ("base_model", lambda: base_model(checkpoint=base_checkpoint, model=files.base, settings=settings)),
         ("fine_tune", lambda: fine_tune(pairs=files.pairs, base=files.base, model=files.model, history=files.history,
-                                        verdict=files.verdict, settings=settings)),
+                                        verdict=files.verdict, settings=settings, on_round=on_round)),
         ("infer", lambda: infer(model=files.model, input_video=input_video, meta=input_meta, output=files.enhanced,
                                 settings=settings)),
         ("reassemble", lambda: reassemble(enhanced=files.enhanced, source=source, meta=files.meta,
