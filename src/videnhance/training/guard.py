@@ -8,7 +8,7 @@ on held-out stretches of the video's own frames (`samples.split_train_val`), wit
   on 120×90 inputs.
 - **near_scale**: the base model's output for a held-out frame, shrunk by factors spread over
   `fine_tune.shrink`, → that degraded by the configured chain. Pairs at the scale of use, made the
-  way the near-scale training pairs are (`train.near_scale_pairs`), from held-out frames only.
+  way the near-scale training pairs are (`near_scale`), from held-out frames only.
   The target is the base model's output, not real video.
 
 Every model (the base, each round, the result) is scored on the same fixed pairs: inference
