@@ -32,19 +32,17 @@ from videnhance.io import (
     mux,
     probe,
 )
-from videnhance.models import SRResNet, save_model
+from videnhance.models import save_model
 from videnhance.samples import save_pairs
 from videnhance.settings import Benchmark, Degrade, FineTune, Settings
 from videnhance.training.fine_tune import fine_tune
 
 from .helpers import REPO, ffmpeg, lavfi_clip, make_clip
+from .helpers import tiny_model as helpers_tiny_model
 
 
-def tiny_model(scale=2) -> SRResNet:
-    torch.manual_seed(0)
-    model = SRResNet(scale=scale, channels=8, blocks=1)
-    torch.nn.init.normal_(model.tail.weight, std=0.02)
-    return model.eval()
+def tiny_model(scale=2):
+    return helpers_tiny_model(scale, tail_std=0.02, seed=0)
 
 
 def enhance_and_mux(source: Path, tmp_path: Path, scale=2, **kwargs) -> Path:

@@ -7,7 +7,7 @@ import torch
 
 from videnhance.config import ConfigError, validate_config
 from videnhance.degrade import DegradeChain, make_pairs
-from videnhance.models import SRResNet, load_model, save_model
+from videnhance.models import SRResNet, load_model
 from videnhance.samples import save_pairs
 from videnhance.settings import Degrade, FineTune, Settings
 from videnhance.training.fine_tune import fine_tune, run_fingerprint
@@ -17,7 +17,7 @@ from videnhance.training.near_scale import near_scale_pairs
 from videnhance.training.pretrain import pretrain
 from videnhance.verdict import Verdict
 
-from .helpers import photo
+from .helpers import photo, tiny_model, tiny_settings, video_pairs
 
 
 def test_ssim_loss_is_one_for_identical_and_lower_for_noise():
@@ -28,17 +28,8 @@ def test_ssim_loss_is_one_for_identical_and_lower_for_noise():
     assert float(loss(x, x)) < 1e-5
 
 
-def _tiny_cfg(**fine_tune):
-    cfg = validate_config({
-        "model": {"channels": 8, "blocks": 1},
-        "pretrain": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, "copies": 1},
-        "fine_tune": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, **fine_tune},
-    })
-    return Settings.from_dict(cfg)
-
-
 def test_pretrain_writes_model_and_fastai_history(tmp_path):
-    cfg = _tiny_cfg()
+    cfg = tiny_settings()
     images = [photo("chelsea"), photo("rocket")]
     stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg.model, cfg.pretrain, cfg.degrade,
                      "cpu")
@@ -49,22 +40,13 @@ def test_pretrain_writes_model_and_fastai_history(tmp_path):
     assert loaded.provenance["stage"] == "pretrain" and loaded.arch.name == "srresnet" and loaded.scale == 2
 
 
-def _pairs(tmp_path, n=8):
-    frames = [photo("coffee")[i * 10 : i * 10 + 64, i * 12 : i * 12 + 96] for i in range(n)]
-    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
-    is_val = np.zeros(n, bool)
-    is_val[-2:] = True
-    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), is_val, np.arange(n))
-    save_model(SRResNet(2, 8, 1), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
-
-
 def test_fine_tune_is_deterministic_on_cpu(tmp_path):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3).fine_tune
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=1e-3).fine_tune
     for run in ("a", "b"):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
                   tmp_path / f"{run}.json", cfg.replace(guard=False), "cpu",  # always keep
-                  degrade_cfg=_tiny_cfg().degrade)
+                  degrade_cfg=tiny_settings().degrade)
     a, b = load_model(tmp_path / "a.pt").module.state_dict(), load_model(tmp_path / "b.pt").module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     history_a, history_b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
@@ -76,10 +58,10 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
 
 @pytest.mark.parametrize("patience", [1, 0])
 def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0, patience=patience).fine_tune  # an absurd learning rate wrecks the model
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=5.0, patience=patience).fine_tune  # an absurd learning rate wrecks the model
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "base" and verdict.signal == "near_scale"
     # each round run was measured as damage on the held-out pairs (both kinds) and undone
     report = verdict.round_report
@@ -193,9 +175,9 @@ def test_the_guard_judges_on_held_out_frames_only(tmp_path):
     from videnhance.training.fine_tune import VideoPairs
     from videnhance.training.guard import held_out_judge
 
-    _pairs(tmp_path)
+    video_pairs(tmp_path)
     data = VideoPairs.load(tmp_path / "pairs.npz")
-    cfg = _tiny_cfg().fine_tune
+    cfg = tiny_settings().fine_tune
     judge = held_out_judge(SRResNet(2, 8, 1).eval(), data.lr_val, data.hr_val, 2, cfg, DegradeChain.defaults(),
                            torch.device("cpu"))
     assert len(data.lr_val) == 2 and all(np.array_equal(a, b) for a, b in zip(judge.sets["frame"].hr, data.hr_val,
@@ -205,10 +187,10 @@ def test_the_guard_judges_on_held_out_frames_only(tmp_path):
 
 
 def test_guard_off_keeps_every_round_and_delivers_the_fine_tuned_model(tmp_path):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0, guard=False).fine_tune
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=5.0, guard=False).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "fine_tuned" and "guard off" in verdict.reason
     assert [r["kept"] for r in verdict.round_report] == [True, True]
     assert verdict.signals["near_scale"]["gain_db"] < 0  # still measured and reported
@@ -220,11 +202,11 @@ def test_each_round_trains_on_inputs_the_configured_chain_made(tmp_path):
     downscale."""
     from videnhance.degrade import eval_degrade
 
-    _pairs(tmp_path)
-    blur = _tiny_cfg().degrade.replace(blur_sigma=[0.8, 0.8])
+    video_pairs(tmp_path)
+    blur = tiny_settings().degrade.replace(blur_sigma=[0.8, 0.8])
     rounds = []
     fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "v.json",
-              _tiny_cfg(guard=False).fine_tune, "cpu", degrade_cfg=blur, on_round=rounds.append)
+              tiny_settings(guard=False).fine_tune, "cpu", degrade_cfg=blur, on_round=rounds.append)
     assert [r.number for r in rounds] == [1, 2] and all(r.chain.settings.blur_sigma == (0.8, 0.8) for r in rounds)
     lr, hr = rounds[0].lr_train[0], rounds[0].hr_train[0]
     plain = eval_degrade(hr[None], 2, "BI")[0]
@@ -260,8 +242,8 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
 
 @pytest.mark.parametrize("pairs", ["near_scale", "frame"])
 def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3, pairs=pairs, patience=0).fine_tune  # every round runs
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=1e-3, pairs=pairs, patience=0).fine_tune  # every round runs
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
     assert verdict.pairs == pairs and verdict.steps == 6
@@ -276,7 +258,7 @@ def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
     pairs.write_bytes(b"p" * 64)
     for name, seed in (("a.pt", 0), ("b.pt", 1)):
         torch.manual_seed(seed)
-        save_model(SRResNet(2, channels=8, blocks=1), tmp_path / name, "srresnet", 2, {"channels": 8, "blocks": 1})
+        tiny_model(path=tmp_path / name)
     assert (tmp_path / "a.pt").stat().st_size == (tmp_path / "b.pt").stat().st_size
     first = run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
     assert first == run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
@@ -288,12 +270,12 @@ def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
 
 def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
     """A one-frame clip (or val_fraction 0) leaves the guard nothing to judge on: no fine-tuning."""
-    _pairs(tmp_path)
+    video_pairs(tmp_path)
     pairs = np.load(tmp_path / "pairs.npz")
     save_pairs(tmp_path / "pairs.npz", pairs["lr"], pairs["hr"], np.zeros(len(pairs["lr"]), bool), pairs["indices"])
-    cfg = _tiny_cfg(lr=1e-3).fine_tune
+    cfg = tiny_settings(lr=1e-3).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "base" and "no held-out frames" in verdict.reason and verdict.steps == 0
     assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "base.pt").read_bytes()
     assert Verdict.read(tmp_path / "v.json") == verdict
