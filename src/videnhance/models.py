@@ -236,7 +236,11 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
     if asked is not None and not asked.from_weights:
         if not scale:
             raise ModelFileError(f"{path}: a bare state_dict needs model.arch and scale in the config.")
-        model = asked.build(int(scale), **dict(kwargs or {}))
+        if kwargs is None:  # sizes not given: the schema's (`model.*` defaults), the one home of defaults
+            from .settings import Model
+
+            kwargs = asked.kwargs_from(Model.defaults(arch=asked.name))
+        model = asked.build(int(scale), **dict(kwargs))
         misfit = _fit(model, state)
         if not misfit:
             return LoadedModel(model.eval(), asked, int(scale), dict(kwargs or {}), dict(metadata), path)
