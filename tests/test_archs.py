@@ -38,6 +38,7 @@ def tiny_arch():
     unregister("tiny_test")
 
 
+@pytest.mark.slow
 def test_an_extra_architecture_runs_the_whole_chain(tmp_path, tiny_arch):
     cfg = validate_config({
         "model": {"arch": "tiny_test", "channels": 4},

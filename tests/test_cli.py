@@ -2,6 +2,8 @@ import json
 import logging
 import tempfile
 
+import pytest
+
 from videnhance import cli
 from videnhance.cache import base_model_path
 from videnhance.config import load_config_file
@@ -19,6 +21,7 @@ fine_tune: {steps: 4, steps_per_epoch: 2, batch_size: 4, patch: 16, patience: 0}
 """
 
 
+@pytest.mark.slow
 def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch):
     """`videnhance enhance` (no Snakemake): the default ×2 base (`checkpoint: auto`, the packaged
     SPAN network, fine-tuned at its rate), a near-scale fine-tune in two rounds, infer, and mux with
@@ -38,6 +41,7 @@ def test_enhance_command_runs_the_whole_chain_on_one_file(tmp_path, monkeypatch)
     assert (work / "side_by_side.mp4").exists()  # the reassemble step ran, with its frame-count check
 
 
+@pytest.mark.slow
 def test_enhance_twice_trains_the_base_once_and_leaves_no_work_folder(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("VIDENHANCE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

@@ -227,6 +227,7 @@ def _wait_for(predicate, limit_s: float) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pairs", ["frame", "near_scale"])
 def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
     """frame pairs: one run of 20 epochs. near_scale: two rounds of 10, killed in round 2; the rerun
