@@ -52,8 +52,53 @@ def make_clip(path: Path, size=(64, 48), frames=16, fps=Fraction(25), audio=Fals
     return path
 
 
+def tiny_model(scale: int = 2, channels: int = 8, blocks: int = 1, tail_std: float = 0.0, seed: int | None = None,
+               path: Path | None = None):
+    """A small srresnet for tests (eval mode): its tail at zero (exactly bicubic) unless `tail_std`
+    gives it some detail, seeded when `seed` is given; saved as a model file at `path` if given."""
+    import torch
+
+    from videnhance.models import SRResNet, save_model
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = SRResNet(scale, channels, blocks)
+    if tail_std:
+        torch.nn.init.normal_(model.tail.weight, std=tail_std)
+    if path is not None:
+        save_model(model, path, "srresnet", scale, {"channels": channels, "blocks": blocks})
+    return model.eval()
+
+
 def shared_data(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} not present (../shared/data is optional outside CI)")
     return path
+
+
+def tiny_settings(**fine_tune):
+    """Settings of a tiny model and a few steps of pretraining and fine-tuning (`fine_tune` overrides)."""
+    from videnhance.config import validate_config
+    from videnhance.settings import Settings
+
+    cfg = validate_config({
+        "model": {"channels": 8, "blocks": 1},
+        "pretrain": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, "copies": 1},
+        "fine_tune": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, **fine_tune},
+    })
+    return Settings.from_dict(cfg)
+
+
+def video_pairs(tmp_path: Path, n: int = 8) -> None:
+    """A pairs file of `n` coffee crops (the last two held out) and a tiny base beside it, as the
+    `degrade` and `base_model` steps would leave them in a video's folder."""
+    from videnhance.degrade import DegradeChain, make_pairs
+    from videnhance.samples import save_pairs
+
+    frames = [photo("coffee")[i * 10 : i * 10 + 64, i * 12 : i * 12 + 96] for i in range(n)]
+    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
+    is_val = np.zeros(n, bool)
+    is_val[-2:] = True
+    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), is_val, np.arange(n))
+    tiny_model(path=tmp_path / "base.pt")

@@ -8,10 +8,10 @@ from torch import nn
 
 from videnhance import pipeline
 from videnhance.archs import ARCHS, Arch, register, unregister
-from videnhance.config import ConfigError, full_video_settings, validate_config
+from videnhance.config import ConfigError, validate_config
 from videnhance.io import probe
 from videnhance.models import SRResNet, load_model
-from videnhance.settings import Model
+from videnhance.settings import Model, full_video_settings
 
 from .helpers import make_clip
 
@@ -38,6 +38,7 @@ def tiny_arch():
     unregister("tiny_test")
 
 
+@pytest.mark.slow
 def test_an_extra_architecture_runs_the_whole_chain(tmp_path, tiny_arch):
     cfg = validate_config({
         "model": {"arch": "tiny_test", "channels": 4},

@@ -33,6 +33,7 @@ def _check_rows(path, benchmark, measures):
     return got
 
 
+@pytest.mark.slow
 def test_bench_io_prints_ratio_and_appends_csv(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     bench.main(["io", "--size", "64x48", "--seconds", "1", "--csv", str(out)])
@@ -66,6 +67,7 @@ def test_bench_model_is_time_bounded_with_at_least_one_frame(tmp_path):
     assert int(row["frames"]) == 1
 
 
+@pytest.mark.slow
 def test_bench_infer_compares_with_every_stage(tmp_path, capsys):
     out = tmp_path / "i.csv"
     rows = bench.bench_infer(TINY, scale=2, seconds=0.5, device="cpu", model="tiny", out=io.StringIO())
@@ -76,6 +78,7 @@ def test_bench_infer_compares_with_every_stage(tmp_path, capsys):
     assert float(got[0]["ratio"]) == pytest.approx(float(got[0]["fps"]) / slowest, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_bench_memory_runs_short_and_long_clip(tmp_path):
     text = io.StringIO()
     rows = bench.bench_memory(TINY, seconds=0.3, device="cpu", model="tiny", out=text)
@@ -107,6 +110,7 @@ def test_passthrough_is_frame_exact_with_the_lossless_codec(tmp_path):
     np.testing.assert_array_equal(copied, source)
 
 
+@pytest.mark.slow
 def test_bench_finetune_times_the_pipeline_step(tmp_path):
     """`bench finetune` runs extract → degrade → fine_tune on a generated clip and reports the
     fine-tune's wall time and the training's iterations/s (as the row's frames = steps)."""
@@ -121,6 +125,7 @@ def test_bench_finetune_times_the_pipeline_step(tmp_path):
     assert float(text.split("it_per_s: ")[1].split()[0]) > 0 and "fine_tune_seconds: " in text
 
 
+@pytest.mark.slow
 def test_bench_infer_stages_use_the_transport_of_the_end_to_end_run(tmp_path):
     """With yuv420p frames end to end, the decoder and encoder stages are timed moving yuv420p too,
     so the ratio compares like with like."""

@@ -25,7 +25,7 @@ from videnhance.io import (
     side_by_side,
 )
 
-from .helpers import ffmpeg, lavfi_clip, photo, read_frames
+from .helpers import ffmpeg, lavfi_clip, photo, read_frames, tiny_model
 
 
 def lavfi(path: Path, size: str, *tags: str, frames: int = 3) -> Path:
@@ -284,7 +284,6 @@ def test_config_transport_reaches_inference(tmp_path):
     """`infer.transport` from the config goes through the pipeline's infer step; a bad value is
     refused by the schema."""
     from videnhance.config import ConfigError, validate_config
-    from videnhance.models import SRResNet, save_model
     from videnhance.pipeline import infer
     from videnhance.settings import Settings
 
@@ -293,7 +292,7 @@ def test_config_transport_reaches_inference(tmp_path):
     with pytest.raises(ConfigError, match="transport"):
         validate_config({"infer": {"transport": "nv12"}})
     source = lavfi(tmp_path / "src.mkv", "64x48")
-    save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    tiny_model(path=tmp_path / "m.pt")
     stats = infer(model=tmp_path / "m.pt", input_video=source, output=tmp_path / "out.mkv",
                   settings=Settings.from_dict({**cfg, "mode": "enhance", "device": "cpu"}))
     assert stats["transport"] == "yuv420p→yuv420p" and stats["frames"] == 3
@@ -308,14 +307,13 @@ def test_bit_depth_of_pixel_formats():
 
 
 def test_ten_bit_hdr_source_into_eight_bits_is_warned_about(tmp_path, caplog):
-    from videnhance.models import SRResNet, save_model
     from videnhance.pipeline import infer
 
     source = lavfi_clip(tmp_path / "hdr.mkv", "64x48", 2 / 25, 25, "-vf",
                         "setparams=colorspace=bt2020nc:color_primaries=bt2020:color_trc=smpte2084",
                         "-pix_fmt", "yuv420p10le", "-c:v", "libx264")
     assert (probe(source).color_transfer, probe(source).color_space) == ("smpte2084", "bt2020nc")
-    save_model(SRResNet(2, 8, 1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    tiny_model(path=tmp_path / "m.pt")
     from videnhance.config import validate_config
     from videnhance.settings import Settings
 

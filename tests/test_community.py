@@ -12,10 +12,11 @@ from torch import nn
 
 from videnhance import pipeline
 from videnhance.community import TRAINABLE, Padded
-from videnhance.config import full_video_settings, validate_config
+from videnhance.config import validate_config
 from videnhance.errors import ConfigError, ModelFileError
 from videnhance.io import probe
 from videnhance.models import load_model
+from videnhance.settings import full_video_settings
 
 
 def _small(arch: str) -> nn.Module:
@@ -172,7 +173,7 @@ def test_a_community_base_runs_the_whole_chain_with_audio(tmp_path):
     delivered = load_model(result.files.model)
     assert delivered.arch.name == "spandrel" and delivered.kwargs["spandrel_arch"] == "Compact"
     assert result.verdict.kept == "fine_tuned" and result.verdict.steps == 4
-    assert delivered.provenance["stage"] != "pretrain_load"  # the video's own weights, not the base's
+    assert delivered.provenance["stage"] != "base_model"  # the video's own weights, not the base's
     out = probe(tmp_path / "out.mkv")
     assert (out.width, out.height, out.frames) == (80, 64, 8) and len(out.audio) == 1
     from videnhance.report import _bases_html, base_rows, bases_table

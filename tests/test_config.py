@@ -156,8 +156,9 @@ def test_every_shipped_config_validates_alone_and_the_overlays_on_their_base():
 
 
 def test_checkpoint_auto_picks_the_base_per_scale_and_a_mapping_overrides_it():
+    from videnhance.defaults import AUTO_LR, base_for, fine_tune_lr
     from videnhance.settings import Settings
-    from videnhance.weights import AUTO_LR, base_for, fine_tune_lr, packaged_models
+    from videnhance.weights import packaged_models
 
     cfg = validate_config({})
     assert cfg["checkpoint"] == "auto" and cfg["fine_tune"]["lr"] == "auto"

@@ -15,10 +15,9 @@ import torch
 from videnhance.infer import enhance_video, run_model
 from videnhance.io import LOSSLESS, EncodeSettings
 from videnhance.models import SRResNet
-from videnhance.train import fine_tune
+from videnhance.training.fine_tune import fine_tune
 
-from .helpers import make_clip, photo, read_frames
-from .test_train import _pairs, _tiny_cfg
+from .helpers import make_clip, photo, read_frames, tiny_settings, video_pairs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -79,11 +78,11 @@ def test_enhance_video_matches_run_model_for_each_transport(tmp_path, device):
 def test_fine_tune_runs_and_reports_speed(tmp_path, device):
     """fastai fine-tuning on the device (bf16 mixed precision on CUDA): it trains, keeps a model
     and reports steps, seconds and iterations/s in the verdict."""
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3).fine_tune
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=1e-3).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg.replace(guard=False), device,
-                        degrade_cfg=_tiny_cfg().degrade)
+                        degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "fine_tuned" and verdict.steps > 0
     assert verdict.seconds > 0 and verdict.it_per_s > 0
     assert json.loads((tmp_path / "v.json").read_text())["device"].startswith(device)

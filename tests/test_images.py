@@ -23,9 +23,9 @@ from videnhance.images import (
 )
 from videnhance.infer import run_model
 from videnhance.metrics import score_frame
-from videnhance.models import ModelFileError, SRResNet, save_model
+from videnhance.models import ModelFileError
 
-from .helpers import photo, shared_data
+from .helpers import photo, shared_data, tiny_model
 
 # name → (photo, top, left, height, width); camera is grayscale and is stored as a one-channel PNG
 CROPS = {"astro": ("astronaut", 100, 150, 64, 48), "coffee": ("coffee", 120, 200, 48, 64),
@@ -49,7 +49,7 @@ def make_set(root: Path, scale: int = 4, with_lr: bool = True) -> Path:
 
 def model_file(path: Path, scale: int = 4) -> Path:
     """An untrained SRResNet: its tail starts at zero, so it is exactly bicubic."""
-    save_model(SRResNet(scale=scale, channels=8, blocks=1), path, "srresnet", scale, {"channels": 8, "blocks": 1})
+    tiny_model(scale, path=path)
     return path
 
 

@@ -29,6 +29,7 @@ def _random_model(scale=2):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_tiled_equals_whole_frame():
     frames = np.random.default_rng(0).integers(0, 256, (2, 40, 52, 3), dtype=np.uint8)
     model = _random_model()

@@ -26,15 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from videnhance import pipeline
-from videnhance.config import full_video_settings, validate_config
+from videnhance.config import validate_config
 from videnhance.errors import VidenhanceError
 from videnhance.io import frame_timestamps, probe
-from videnhance.models import SRResNet, save_model
+from videnhance.settings import full_video_settings
 
-from .helpers import ffmpeg
+from .helpers import ffmpeg, tiny_model
 
 SCALE = 2
 TOLERANCE_S = 0.0011  # Matroska keeps milliseconds
@@ -178,11 +177,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    net = SRResNet(scale=SCALE, channels=4, blocks=1)
-    torch.nn.init.normal_(net.tail.weight, std=0.02)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(net, path, "srresnet", SCALE, {"channels": 4, "blocks": 1})
+    tiny_model(SCALE, channels=4, tail_std=0.02, seed=0, path=path)
     return path
 
 

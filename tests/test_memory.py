@@ -97,6 +97,7 @@ print((vmhwm() - start) / 2**20)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
 def test_a_large_frame_stays_under_a_small_budget(tmp_path):
     """A 1024×1024 frame ×2 through a 32-channel network, in fresh processes: with the machine's
@@ -134,6 +135,7 @@ print((vmhwm() - start) / 2**20)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
 def test_benchmark_evaluate_follows_the_budget(tmp_path):
     """Benchmark-mode `evaluate` on four 2048×2048 frames, in fresh processes: with a 16 MiB budget
@@ -200,6 +202,7 @@ print(max(watcher.peaks.values()) * 2**20)
 """
 
 
+@pytest.mark.slow
 def test_the_ffmpeg_estimates_hold_for_real_processes(tmp_path):
     """1080p frames written through a real ffmpeg as fast as it takes them (its worst case), with
     x264, its lean mode and FFV1, then read back slowly: each ffmpeg process's peak stays under

@@ -3,8 +3,8 @@ import pytest
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from videnhance.guard import Rule, gain_signal
 from videnhance.metrics import PSNR_CAP, psnr, rgb_to_y, score_frame
+from videnhance.training.guard import Rule, gain_signal
 
 from .helpers import photo
 

@@ -14,6 +14,8 @@ from videnhance.models import (
     save_model,
 )
 
+from .helpers import tiny_model
+
 
 @pytest.mark.parametrize("scale", [1, 2, 4])
 def test_srresnet_output_size(scale):
@@ -39,7 +41,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_scale_and_arch_mismatch_are_explained(tmp_path):
-    save_model(SRResNet(scale=2, channels=8, blocks=1), tmp_path / "m.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
+    tiny_model(path=tmp_path / "m.pt")
     with pytest.raises(ModelFileError, match="×2 model, this video needs ×4"):
         load_model(tmp_path / "m.pt", scale=4)
     with pytest.raises(ModelFileError, match="config asks for 'unet'"):

@@ -87,7 +87,7 @@ def test_upconv7_fine_tunes_a_step_and_keeps_its_size():
 def test_converted_span_and_srmd_train_every_layer_or_the_tail(packaged, name):
     """Fine-tuning trains the deployed SPAN's plain convolutions (and SRMD's): one Adam step moves
     the weights; with `layers: tail` only the last two weighted layers move."""
-    from videnhance.train import freeze_all_but_tail
+    from videnhance.training.fine_tune import freeze_all_but_tail
 
     for tail in (False, True):
         net = convert(*packaged[name]).net.train()
@@ -173,13 +173,14 @@ def test_the_command_lists_and_converts(tmp_path, packaged, capsys):
 
 def test_an_imported_base_carries_its_licence_into_the_report(tmp_path, packaged):
     from videnhance import pipeline
-    from videnhance.config import full_video_settings, validate_config
+    from videnhance.config import validate_config
     from videnhance.models import describe_base
+    from videnhance.settings import full_video_settings
 
     import_weights(*packaged["WAIFU2X_PHOTO_UP2X"], tmp_path / "waifu2x.pt")
     cfg = validate_config({"checkpoint": str(tmp_path / "waifu2x.pt"), "scale": 2, "model": {"arch": "upconv7"}})
     settings = full_video_settings(cfg, {"id": "v", "mode": "enhance"})
-    pipeline.pretrain_load(model=tmp_path / "base.pt", settings=settings)
+    pipeline.base_model(model=tmp_path / "base.pt", settings=settings)
     base = describe_base(tmp_path / "base.pt")
     assert base["network"] == "waifu2x upconv_7 (WAIFU2X_PHOTO_UP2X)" and base["licence"] == "MIT (waifu2x, nagadomi)"
     assert base["source"] == str(tmp_path / "waifu2x.pt") and base["parameters"] == 552_483
@@ -187,29 +188,30 @@ def test_an_imported_base_carries_its_licence_into_the_report(tmp_path, packaged
 
 def test_a_packaged_model_is_a_checkpoint_without_an_import_step(tmp_path, packaged):
     from videnhance import pipeline
-    from videnhance.config import full_video_settings, validate_config
+    from videnhance.config import validate_config
     from videnhance.errors import ConfigError
     from videnhance.models import describe_base
+    from videnhance.settings import full_video_settings
 
     def settings(checkpoint, **extra):
         cfg = validate_config({"checkpoint": checkpoint, "scale": 2, **extra})
         return full_video_settings(cfg, {"id": "v", "mode": "enhance"})
 
-    pipeline.pretrain_load(model=tmp_path / "base.pt", settings=settings("package:WAIFU2X_PHOTO_UP2X"))
+    pipeline.base_model(model=tmp_path / "base.pt", settings=settings("package:WAIFU2X_PHOTO_UP2X"))
     base = describe_base(tmp_path / "base.pt")
     assert (base["network"], base["scale"], base["source"]) == ("waifu2x upconv_7 (WAIFU2X_PHOTO_UP2X)", 2,
                                                                 "package:WAIFU2X_PHOTO_UP2X")
     assert base["licence"] == "MIT (waifu2x, nagadomi)"
     with pytest.raises(ConfigError, match=r"package:REALESRGAN_X4PLUS_UP4X is a ×4 .*RRDBNet.* model, this video "
                                           r"needs ×2. The installed .* models are ×4: package:REALESRGAN_X4PLUS"):
-        pipeline.pretrain_load(model=tmp_path / "b.pt", settings=settings("package:REALESRGAN_X4PLUS_UP4X"))
+        pipeline.base_model(model=tmp_path / "b.pt", settings=settings("package:REALESRGAN_X4PLUS_UP4X"))
     with pytest.raises(ConfigError, match=r"package:spanx4_ch48 is a ×4 SPAN model, this video needs ×2. The "
                                           r"installed SPAN models are ×2: .*package:spanx2_ch48.*; ×4: .*spanx4_ch52"):
-        pipeline.pretrain_load(model=tmp_path / "b.pt", settings=settings("package:spanx4_ch48"))
+        pipeline.base_model(model=tmp_path / "b.pt", settings=settings("package:spanx4_ch48"))
     with pytest.raises(ConfigError, match=r"no installed weight package holds 'NOPE'.*WAIFU2X_PHOTO_UP2X"):
-        pipeline.pretrain_load(model=tmp_path / "b.pt", settings=settings("package:NOPE"))
+        pipeline.base_model(model=tmp_path / "b.pt", settings=settings("package:NOPE"))
     with pytest.raises(ModelFileError, match="single-frame network; model.arch: temporal"):
-        pipeline.pretrain_load(model=tmp_path / "b.pt",
+        pipeline.base_model(model=tmp_path / "b.pt",
                                settings=settings("package:WAIFU2X_PHOTO_UP2X", model={"arch": "temporal"}))
 
 

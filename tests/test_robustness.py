@@ -32,19 +32,17 @@ from videnhance.io import (
     mux,
     probe,
 )
-from videnhance.models import SRResNet, save_model
+from videnhance.models import save_model
 from videnhance.samples import save_pairs
 from videnhance.settings import Benchmark, Degrade, FineTune, Settings
-from videnhance.train import fine_tune
+from videnhance.training.fine_tune import fine_tune
 
 from .helpers import REPO, ffmpeg, lavfi_clip, make_clip
+from .helpers import tiny_model as helpers_tiny_model
 
 
-def tiny_model(scale=2) -> SRResNet:
-    torch.manual_seed(0)
-    model = SRResNet(scale=scale, channels=8, blocks=1)
-    torch.nn.init.normal_(model.tail.weight, std=0.02)
-    return model.eval()
+def tiny_model(scale=2):
+    return helpers_tiny_model(scale, tail_std=0.02, seed=0)
 
 
 def enhance_and_mux(source: Path, tmp_path: Path, scale=2, **kwargs) -> Path:
@@ -57,37 +55,41 @@ def enhance_and_mux(source: Path, tmp_path: Path, scale=2, **kwargs) -> Path:
 
 
 # ------------------------------------------------------------------------------------- not videos
-def test_not_a_video(tmp_path):
-    bad = tmp_path / "holiday.mp4"
-    bad.write_text("not a video at all")
-    with pytest.raises(VideoError, match=r"holiday.mp4: not a readable video.*remove it from the sheet"):
-        probe(bad)
+def _text(path: Path) -> Path:
+    path.write_text("not a video at all")
+    return path
 
 
-def test_empty_file(tmp_path):
-    (tmp_path / "empty.mp4").touch()
-    with pytest.raises(VideoError, match="empty.mp4: the file is empty"):
-        probe(tmp_path / "empty.mp4")
-
-
-def test_truncated_video(tmp_path):
-    full = lavfi_clip(tmp_path / "full.mkv", "160x120", 2, 25, "-vf", "noise=alls=40:allf=t", "-c:v", "libx264")
+def _truncated(path: Path) -> Path:
+    full = lavfi_clip(path.with_name("full.mkv"), "160x120", 2, 25, "-vf", "noise=alls=40:allf=t", "-c:v", "libx264")
     data = full.read_bytes()
-    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
-    with pytest.raises(VideoError, match=r"cut.mkv: the file is truncated or corrupt.*Re-copy it"):
-        probe(tmp_path / "cut.mkv")
+    path.write_bytes(data[: len(data) // 2])
+    return path
 
 
-def test_video_with_zero_frames(tmp_path):
-    lavfi_clip(tmp_path / "zero.mkv", "64x48", 1, 25, "-frames:v", "0", "-c:v", "libx264")
-    with pytest.raises(VideoError, match="zero.mkv"):
-        probe(tmp_path / "zero.mkv")
+def _audio_only(path: Path) -> Path:
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(path))
+    return path
 
 
-def test_audio_only_file(tmp_path):
-    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(tmp_path / "song.m4a"))
-    with pytest.raises(VideoError, match="song.m4a: has no video stream"):
-        probe(tmp_path / "song.m4a")
+# what probe refuses: (file name, how to make it, the one-line message it must give)
+REFUSED = {
+    "not_a_video": ("holiday.mp4", _text, r"holiday.mp4: not a readable video.*remove it from the sheet"),
+    "empty_file": ("empty.mp4", lambda p: (p.touch(), p)[1], "empty.mp4: the file is empty"),
+    "truncated_video": ("cut.mkv", _truncated, r"cut.mkv: the file is truncated or corrupt.*Re-copy it"),
+    "zero_frames": ("zero.mkv", lambda p: lavfi_clip(p, "64x48", 1, 25, "-frames:v", "0", "-c:v", "libx264"),
+                    "zero.mkv"),
+    "audio_only": ("song.m4a", _audio_only, "song.m4a: has no video stream"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_refused(tmp_path, case):
+    name, make, message = REFUSED[case]
+    source = make(tmp_path / name)
+    with pytest.raises(VideoError, match=message) as err:
+        probe(source)
+    assert "\n" not in str(err.value)
 
 
 # -------------------------------------------------------------------------------------- odd sizes
@@ -225,6 +227,7 @@ def _wait_for(predicate, limit_s: float) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pairs", ["frame", "near_scale"])
 def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
     """frame pairs: one run of 20 epochs. near_scale: two rounds of 10, killed in round 2; the rerun
@@ -237,7 +240,7 @@ def test_kill_9_during_fine_tune_resumes_from_the_last_epoch(tmp_path, pairs):
         import logging, sys, torch
         logging.basicConfig(level=logging.INFO, stream=sys.stdout)
         torch.set_num_threads(1)
-        from videnhance.train import fine_tune
+        from videnhance.training.fine_tune import fine_tune
         from videnhance.settings import Degrade, FineTune
         cfg = FineTune.defaults(steps=400, steps_per_epoch=20, batch_size=4, patch=16, lr=1e-4, pairs={pairs!r},
                                 targets_per_frame=1, rounds=2, patience=0)

@@ -89,7 +89,7 @@ def test_a_variable_frame_rate_video_in_parts_keeps_its_timestamps_and_sound(tmp
     meta = probe(source)
     assert meta.vfr and meta.audio
     torch.manual_seed(0)
-    model = TemporalSR(2, 8, 1, radius=1, align="none").eval()
+    model = TemporalSR(2, 8, 1, radius=1, align="none", fuse_channels=8, fuse_blocks=1).eval()
     parts = []
     for k, span in enumerate([(0, 9), (9, 18), (18, meta.frames)]):
         parts.append(tmp_path / f"part{k}.mkv")
@@ -116,6 +116,7 @@ def test_a_join_missing_frames_is_refused(tmp_path):
     assert not (tmp_path / "joined.mkv").exists()
 
 
+@pytest.mark.slow
 def test_the_workflow_runs_a_long_video_as_parts_and_reruns_only_a_lost_part(tmp_path):
     """Real Snakemake: a 50-frame benchmark clip and a variable-frame-rate clip with sound, both
     over the threshold, run `infer` (and the benchmark clip `evaluate`) as parts of 10 frames; a
@@ -197,6 +198,7 @@ def test_score_parts_that_miss_or_repeat_frames_are_refused(tmp_path):
             join_scores("v", parts, out_csv=tmp_path / "bad.csv", **kwargs)
 
 
+@pytest.mark.slow
 def test_a_part_killed_mid_run_is_the_only_work_redone(tmp_path):
     """Real Snakemake killed with SIGKILL (the whole process group, as a node failure or the OOM
     killer would) while a part's job runs: no part is left half-written under its final name, and

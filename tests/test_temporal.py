@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from videnhance.degrade import DegradeChain
 from videnhance.models import SRResNet
-from videnhance.motion import Motion, motion_clip
+from videnhance.motion import motion_clip
+from videnhance.settings import Motion
 from videnhance.temporal import TemporalSR, dis_flow, warp
 from videnhance.tensors import frames_to_tensor
 
@@ -33,7 +34,7 @@ def _trained_single(scale: int = 2) -> SRResNet:
 @pytest.mark.parametrize("align", ["dis", "none"])
 def test_untrained_temporal_model_is_exactly_the_single_frame_model(align):
     single = _trained_single()
-    model = TemporalSR(2, 8, 2, radius=1, align=align)
+    model = TemporalSR(2, 8, 2, radius=1, align=align, fuse_channels=8, fuse_blocks=2)
     model.load_single(single)
     centre = _small()
     window = torch.stack([torch.roll(centre, 1, -1), centre, torch.roll(centre, -2, -2)], 1)
@@ -198,7 +199,7 @@ def test_the_guard_chooses_among_single_frame_base_temporal_base_and_fine_tuned(
     temporal base is as good (an untrained one equals it)."""
     from videnhance.models import load_model, save_model
     from videnhance.settings import Degrade, FineTune
-    from videnhance.train import fine_tune
+    from videnhance.training.fine_tune import fine_tune
 
     _window_pairs(tmp_path)
     kwargs = {"channels": 8, "blocks": 2, "radius": 1, "align": "none", "fuse_channels": 8, "fuse_blocks": 1}

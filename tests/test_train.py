@@ -7,21 +7,17 @@ import torch
 
 from videnhance.config import ConfigError, validate_config
 from videnhance.degrade import DegradeChain, make_pairs
-from videnhance.guard import Rule, gain_signal, near_scale_set
-from videnhance.models import SRResNet, load_model, save_model
+from videnhance.models import SRResNet, load_model
 from videnhance.samples import save_pairs
 from videnhance.settings import Degrade, FineTune, Settings
-from videnhance.train import (
-    MixedLoss,
-    fine_tune,
-    near_scale_pairs,
-    pretrain,
-    run_fingerprint,
-    ssim_torch,
-)
+from videnhance.training.fine_tune import fine_tune, run_fingerprint
+from videnhance.training.guard import Rule, gain_signal
+from videnhance.training.losses import MixedLoss, ssim_torch
+from videnhance.training.near_scale import near_scale_pairs
+from videnhance.training.pretrain import pretrain
 from videnhance.verdict import Verdict
 
-from .helpers import photo
+from .helpers import photo, tiny_model, tiny_settings, video_pairs
 
 
 def test_ssim_loss_is_one_for_identical_and_lower_for_noise():
@@ -32,17 +28,8 @@ def test_ssim_loss_is_one_for_identical_and_lower_for_noise():
     assert float(loss(x, x)) < 1e-5
 
 
-def _tiny_cfg(**fine_tune):
-    cfg = validate_config({
-        "model": {"channels": 8, "blocks": 1},
-        "pretrain": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, "copies": 1},
-        "fine_tune": {"steps": 6, "steps_per_epoch": 3, "batch_size": 4, "patch": 16, **fine_tune},
-    })
-    return Settings.from_dict(cfg)
-
-
 def test_pretrain_writes_model_and_fastai_history(tmp_path):
-    cfg = _tiny_cfg()
+    cfg = tiny_settings()
     images = [photo("chelsea"), photo("rocket")]
     stats = pretrain(images, tmp_path / "p.pt", tmp_path / "p.csv", 2, cfg.model, cfg.pretrain, cfg.degrade,
                      "cpu")
@@ -53,22 +40,13 @@ def test_pretrain_writes_model_and_fastai_history(tmp_path):
     assert loaded.provenance["stage"] == "pretrain" and loaded.arch.name == "srresnet" and loaded.scale == 2
 
 
-def _pairs(tmp_path, n=8):
-    frames = [photo("coffee")[i * 10 : i * 10 + 64, i * 12 : i * 12 + 96] for i in range(n)]
-    lrs, hrs = make_pairs(frames, 2, DegradeChain.defaults(), seed=0)
-    is_val = np.zeros(n, bool)
-    is_val[-2:] = True
-    save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), is_val, np.arange(n))
-    save_model(SRResNet(2, 8, 1), tmp_path / "base.pt", "srresnet", 2, {"channels": 8, "blocks": 1})
-
-
 def test_fine_tune_is_deterministic_on_cpu(tmp_path):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3).fine_tune
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=1e-3).fine_tune
     for run in ("a", "b"):
         fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / f"{run}.pt", tmp_path / f"{run}.csv",
                   tmp_path / f"{run}.json", cfg.replace(guard=False), "cpu",  # always keep
-                  degrade_cfg=_tiny_cfg().degrade)
+                  degrade_cfg=tiny_settings().degrade)
     a, b = load_model(tmp_path / "a.pt").module.state_dict(), load_model(tmp_path / "b.pt").module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     history_a, history_b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
@@ -80,10 +58,10 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
 
 @pytest.mark.parametrize("patience", [1, 0])
 def test_guard_keeps_the_base_when_fine_tuning_hurts(tmp_path, patience):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0, patience=patience).fine_tune  # an absurd learning rate wrecks the model
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=5.0, patience=patience).fine_tune  # an absurd learning rate wrecks the model
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "base" and verdict.signal == "near_scale"
     # each round run was measured as damage on the held-out pairs (both kinds) and undone
     report = verdict.round_report
@@ -175,29 +153,31 @@ def test_held_out_near_scale_pairs_are_the_base_output_at_the_scale_of_use():
     torch.manual_seed(0)
     base = SRResNet(2, 8, 1).eval()
     frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
-    held = near_scale_set(base, frames, 2, DegradeChain.defaults(), (0.8, 0.9), 2, crop=200, seed=0,
-                          device=torch.device("cpu"))
-    assert list(held.group) == [0, 0, 1, 1, 2, 2]
-    for lr, hr in zip(held.lr, held.hr, strict=True):  # targets: the base's 80×120 output, shrunk 0.8–0.9
+    args = dict(scale=2, chain=DegradeChain.defaults(), shrink=(0.8, 0.9), per_frame=2, crop=200, seed=0,
+                device=torch.device("cpu"), spread=True, batch_size=1)
+    lrs, hrs, group = near_scale_pairs(base, frames, **args)
+    assert list(group) == [0, 0, 1, 1, 2, 2]
+    for lr, hr in zip(lrs, hrs, strict=True):  # targets: the base's 80×120 output, shrunk 0.8 and 0.9
         assert 0.8 * 80 - 2 <= hr.shape[0] <= 0.9 * 80 and lr.shape == (hr.shape[0] // 2, hr.shape[1] // 2, 3)
-    again = near_scale_set(base, frames, 2, DegradeChain.defaults(), (0.8, 0.9), 2, crop=200, seed=0,
-                           device=torch.device("cpu"))
-    assert all(np.array_equal(a, b) for a, b in zip(held.lr, again.lr, strict=True))  # fixed: every model, same pairs
+    assert hrs[0].shape[0] < hrs[1].shape[0]  # spread: the factors 0.8 then 0.9 for every frame
+    again = near_scale_pairs(base, frames, **args)[0]
+    assert all(np.array_equal(a, b) for a, b in zip(lrs, again, strict=True))  # fixed: every model, same pairs
     from videnhance.degrade import resize
     from videnhance.infer import run_model
 
     out = run_model(base, frames[1:2])[0]  # a target is that frame's base output, resized (crop = whole here)
-    target = held.hr[2]
+    target = hrs[2]
     assert np.abs(resize(out[None], target.shape[:2])[0].astype(int) - target.astype(int)).max() <= 1
 
 
 def test_the_guard_judges_on_held_out_frames_only(tmp_path):
     """Both held-out sets of a fine-tune come from the pairs file's held-out frames, never a training one."""
-    from videnhance.train import VideoPairs, held_out_judge
+    from videnhance.training.fine_tune import VideoPairs
+    from videnhance.training.guard import held_out_judge
 
-    _pairs(tmp_path)
+    video_pairs(tmp_path)
     data = VideoPairs.load(tmp_path / "pairs.npz")
-    cfg = _tiny_cfg().fine_tune
+    cfg = tiny_settings().fine_tune
     judge = held_out_judge(SRResNet(2, 8, 1).eval(), data.lr_val, data.hr_val, 2, cfg, DegradeChain.defaults(),
                            torch.device("cpu"))
     assert len(data.lr_val) == 2 and all(np.array_equal(a, b) for a, b in zip(judge.sets["frame"].hr, data.hr_val,
@@ -207,13 +187,31 @@ def test_the_guard_judges_on_held_out_frames_only(tmp_path):
 
 
 def test_guard_off_keeps_every_round_and_delivers_the_fine_tuned_model(tmp_path):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=5.0, guard=False).fine_tune
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=5.0, guard=False).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "fine_tuned" and "guard off" in verdict.reason
     assert [r["kept"] for r in verdict.round_report] == [True, True]
     assert verdict.signals["near_scale"]["gain_db"] < 0  # still measured and reported
+
+
+def test_each_round_trains_on_inputs_the_configured_chain_made(tmp_path):
+    """The round hook shows each round's model and pairs: near-scale inputs are the targets
+    degraded by the configured chain (here blur σ 0.8 before the bicubic downscale), not a plain
+    downscale."""
+    from videnhance.degrade import eval_degrade
+
+    video_pairs(tmp_path)
+    blur = tiny_settings().degrade.replace(blur_sigma=[0.8, 0.8])
+    rounds = []
+    fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv", tmp_path / "v.json",
+              tiny_settings(guard=False).fine_tune, "cpu", degrade_cfg=blur, on_round=rounds.append)
+    assert [r.number for r in rounds] == [1, 2] and all(r.chain.settings.blur_sigma == (0.8, 0.8) for r in rounds)
+    lr, hr = rounds[0].lr_train[0], rounds[0].hr_train[0]
+    plain = eval_degrade(hr[None], 2, "BI")[0]
+    blurred = DegradeChain.from_settings(blur).apply(hr, 2, np.random.default_rng(0))
+    assert np.abs(lr.astype(int) - blurred.astype(int)).mean() < np.abs(lr.astype(int) - plain.astype(int)).mean()
 
 
 def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
@@ -222,8 +220,8 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
     frames = np.stack([photo("coffee")[i * 10 : i * 10 + 40, i * 12 : i * 12 + 60] for i in range(3)])
     args = dict(scale=2, chain=DegradeChain.defaults(), shrink=(0.8, 0.9), per_frame=2, crop=200, seed=3,
                 device=torch.device("cpu"))
-    lrs, hrs = near_scale_pairs(teacher, frames, **args)
-    assert len(lrs) == len(hrs) == 6
+    lrs, hrs, group = near_scale_pairs(teacher, frames, **args)
+    assert len(lrs) == len(hrs) == 6 and list(group) == [0, 0, 1, 1, 2, 2]
     for lr, hr in zip(lrs, hrs, strict=True):
         h, w = hr.shape[:2]
         assert h % 2 == 0 and w % 2 == 0 and lr.shape == (h // 2, w // 2, 3)
@@ -233,7 +231,7 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
     from videnhance.infer import run_model
 
     out = run_model(teacher, frames[:1])[0]
-    again_lr, again_hr = near_scale_pairs(teacher, frames, **args)
+    again_lr, again_hr, _ = near_scale_pairs(teacher, frames, **args)
     assert all(np.array_equal(a, b) for a, b in zip(hrs, again_hr, strict=True))  # seeded
     first = hrs[0]
     full = resize(out[None], (first.shape[0], first.shape[1]))[0]  # crop = whole target here (crop 200)
@@ -244,8 +242,8 @@ def test_near_scale_pairs_are_shrunk_model_outputs_at_the_model_scale():
 
 @pytest.mark.parametrize("pairs", ["near_scale", "frame"])
 def test_fine_tune_pairs_option_is_recorded(tmp_path, pairs):
-    _pairs(tmp_path)
-    cfg = _tiny_cfg(lr=1e-3, pairs=pairs, patience=0).fine_tune  # every round runs
+    video_pairs(tmp_path)
+    cfg = tiny_settings(lr=1e-3, pairs=pairs, patience=0).fine_tune  # every round runs
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
                         tmp_path / "v.json", cfg, "cpu", degrade_cfg=Degrade.defaults())
     assert verdict.pairs == pairs and verdict.steps == 6
@@ -260,7 +258,7 @@ def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
     pairs.write_bytes(b"p" * 64)
     for name, seed in (("a.pt", 0), ("b.pt", 1)):
         torch.manual_seed(seed)
-        save_model(SRResNet(2, channels=8, blocks=1), tmp_path / name, "srresnet", 2, {"channels": 8, "blocks": 1})
+        tiny_model(path=tmp_path / name)
     assert (tmp_path / "a.pt").stat().st_size == (tmp_path / "b.pt").stat().st_size
     first = run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
     assert first == run_fingerprint(cfg, chain, pairs, tmp_path / "a.pt")
@@ -272,12 +270,12 @@ def test_checkpoints_resume_only_for_the_same_bytes_and_settings(tmp_path):
 
 def test_without_held_out_frames_the_base_is_kept_untrained(tmp_path):
     """A one-frame clip (or val_fraction 0) leaves the guard nothing to judge on: no fine-tuning."""
-    _pairs(tmp_path)
+    video_pairs(tmp_path)
     pairs = np.load(tmp_path / "pairs.npz")
     save_pairs(tmp_path / "pairs.npz", pairs["lr"], pairs["hr"], np.zeros(len(pairs["lr"]), bool), pairs["indices"])
-    cfg = _tiny_cfg(lr=1e-3).fine_tune
+    cfg = tiny_settings(lr=1e-3).fine_tune
     verdict = fine_tune(tmp_path / "pairs.npz", tmp_path / "base.pt", tmp_path / "m.pt", tmp_path / "h.csv",
-                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=_tiny_cfg().degrade)
+                        tmp_path / "v.json", cfg, "cpu", degrade_cfg=tiny_settings().degrade)
     assert verdict.kept == "base" and "no held-out frames" in verdict.reason and verdict.steps == 0
     assert (tmp_path / "m.pt").read_bytes() == (tmp_path / "base.pt").read_bytes()
     assert Verdict.read(tmp_path / "v.json") == verdict
@@ -311,12 +309,12 @@ def test_training_logs_one_plain_line_per_epoch_without_a_terminal(tmp_path, cap
     import logging
 
     from videnhance.data import FixedBatches, PatchBatches
-    from videnhance.train import fit
+    from videnhance.training.learner import fit
 
     rng = np.random.default_rng(0)
     hr = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
     lr = [h[::2, ::2].copy() for h in hr]
-    with caplog.at_level(logging.INFO, logger="videnhance.train"):
+    with caplog.at_level(logging.INFO, logger="videnhance.training.learner"):
         fit(SRResNet(2, 8, 1), PatchBatches(lr, hr, 2, 8, 2, 3), FixedBatches(lr, hr), 3, 1e-3, {"l1": 1.0},
             tmp_path / "h.csv", torch.device("cpu"))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]

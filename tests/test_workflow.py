@@ -136,7 +136,7 @@ def test_adding_a_video_runs_only_its_jobs(run):
         sheet.write_text(original + "new_one\tvideos/square copy.mp4\tenhance\n")
         jobs = planned_jobs(snakemake(run, "-n", "--cores", "2").stdout)
         assert {video for _, video in jobs} == {"new_one", ""}
-        assert ("pretrain", "") not in jobs and ("pretrain_load", "") not in jobs
+        assert ("pretrain", "") not in jobs and ("base_model", "") not in jobs
     finally:
         sheet.write_text(original)
 
@@ -198,14 +198,14 @@ def test_the_default_base_is_chosen_per_scale(run, tmp_path):
     """`checkpoint: auto` (the default): the strongest packaged base at each scale (SPAN at ×2 and
     ×4, SRMDNF at ×3), so no `pretrain` runs for them, each fine-tuned at the rate measured for it;
     the report names the network, the file it came from and its licence."""
-    from videnhance.weights import AUTO_LR
+    from videnhance.defaults import AUTO_LR
 
     shutil.copy(run / "videos" / "square.mp4", tmp_path / "square.mp4")
     config = {k: v for k, v in TINY_CONFIG.items() if k != "checkpoint"}
     rows = [(name, "square.mp4", "enhance", scale) for name, scale in (("two", 2), ("three", 3), ("four", 4))]
     write_workdir(tmp_path, rows, config, extra_columns=("scale",))
     dry = snakemake(tmp_path, "-n", "--cores", "2").stdout
-    assert "rule pretrain:" not in dry and dry.count("rule pretrain_load:") == 3, dry[-3000:]
+    assert "rule pretrain:" not in dry and dry.count("rule base_model:") == 3, dry[-3000:]
     for source in ("spanx2_ch48.param", "srmdnf_x3.param", "spanx4_ch48.param"):  # the rules' inputs
         assert source in dry
     snakemake(tmp_path, "results/two/verdict.json", "--cores", "2", "--resources", "gpu=1")

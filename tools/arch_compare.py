@@ -24,7 +24,7 @@ from videnhance.data import load_image_sources
 from videnhance.infer import run_model
 from videnhance.models import load_model
 from videnhance.settings import Model, Settings
-from videnhance.train import pretrain
+from videnhance.training.pretrain import pretrain
 
 NETWORKS = [("srresnet_32x6", {"arch": "srresnet", "channels": 32, "blocks": 6}),
             ("srresnet_64x16", {"arch": "srresnet", "channels": 64, "blocks": 16}),

@@ -11,7 +11,7 @@ the base model once per variant, and scores every frame of the clip against its 
         --clip coffee_pushin=demo/videos/coffee_pushin.mp4 \
         --variants '[{"name": "near_1e-4", "pairs": "near_scale", "lr": 1e-4, "steps": 200}]'
 
-A variant with a `pipeline` key runs the pipeline's own `train.fine_tune` instead (rounds with
+A variant with a `pipeline` key runs the pipeline's own `training.fine_tune` instead (rounds with
 early stopping, the guard) with `--config`'s fine_tune section plus the overrides given, e.g.
 `{"name": "p", "pipeline": {"steps": 400, "steps_per_epoch": 25, "lr": 4e-3}}`; it reports the
 delivered model's `delta`, what the guard `kept` and each round's held-out gain.
@@ -49,11 +49,14 @@ from videnhance.data import FixedBatches, PatchBatches, load_image_sources
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade, resize
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
+from videnhance.layout import Results, VideoFiles
 from videnhance.metrics import score_frame
 from videnhance.models import load_model
 from videnhance.samples import load_npz
 from videnhance.settings import Settings
-from videnhance.train import fine_tune, fit, near_scale_pairs, seed_everything
+from videnhance.training.fine_tune import fine_tune
+from videnhance.training.learner import fit, seed_everything
+from videnhance.training.near_scale import near_scale_pairs
 
 
 def frames_of(path: str) -> np.ndarray:
@@ -118,14 +121,15 @@ def extra_frames(video: str, indices: np.ndarray, is_val: np.ndarray, count: int
 
 def run_variant(results: str, clip: str, scale: int, variant: dict, device, log_dir: str, photos=()):
     seed_everything(0)
-    pairs = load_npz(f"{results}/{clip}/pairs.npz")
+    pairs = load_npz(Results(results).video(clip).pairs)
     val = pairs["is_val"].astype(bool)
     train_frames = list(pairs["hr"][~val])  # the input video's own frames
     if variant.get("frames"):  # more of the input's frames, away from the held-out stretches
-        train_frames = list(extra_frames(f"{results}/{clip}/input.mkv", pairs["indices"], val, int(variant["frames"])))
+        train_frames = list(extra_frames(Results(results).video(clip).input_video, pairs["indices"], val,
+                                         int(variant["frames"])))
     if variant.get("closeups"):
         train_frames = closest_frames(train_frames, float(variant["closeups"]))
-    model = load_model(f"{results}/base/x{scale}.pt").module
+    model = load_model(Results(results).base(scale)).module
     kind = variant.get("pairs", "frame")
     seconds = 0.0
     for r in range(int(variant.get("rounds", 1))):
@@ -157,11 +161,11 @@ def run_pipeline_variant(results: str, clip: str, scale: int, variant: dict, con
     """The pipeline's fine_tune on this clip's pairs; returns the delivered model and the verdict."""
     settings = Settings.from_dict(config)
     cfg = settings.fine_tune.replace(**variant["pipeline"])
-    with tempfile.TemporaryDirectory() as work:
-        verdict = fine_tune(f"{results}/{clip}/pairs.npz", f"{results}/base/x{scale}.pt", f"{work}/model.pt",
-                            f"{work}/history.csv", f"{work}/verdict.json", cfg, str(device),
-                            degrade_cfg=settings.degrade)
-        model = load_model(f"{work}/model.pt").module
+    with tempfile.TemporaryDirectory() as tmp:
+        work = VideoFiles(tmp)  # the fine-tune's own outputs, named as under results/<video>/
+        verdict = fine_tune(Results(results).video(clip).pairs, Results(results).base(scale), work.model,
+                            work.history, work.verdict, cfg, str(device), degrade_cfg=settings.degrade)
+        model = load_model(work.model).module
     return model, verdict
 
 
@@ -178,18 +182,18 @@ def main() -> None:
                         help="photo sources for the `generic` key, as in pretrain.images (default: skimage)")
     args = parser.parse_args()
     device = torch.device("cpu")
-    base = load_model(f"{args.results}/base/x{args.scale}.pt").module
+    base = load_model(Results(args.results).base(args.scale)).module
     variants = json.loads(args.variants)
     config = load_config_file(args.config) if any("pipeline" in v for v in variants) else None
     photos = load_image_sources(args.generic_images or ["skimage"]) if any(v.get("generic") for v in variants) else []
     for spec in args.clip:
         clip, gt_path = spec.split("=", 1)
-        lr = frames_of(f"{args.results}/{clip}/input.mkv")
+        lr = frames_of(Results(args.results).video(clip).input_video)
         gt = crop_to_multiple(frames_of(gt_path), args.scale)
         base_psnr = mean_psnr(base, lr, gt, device)
         print(json.dumps({"clip": clip, "bicubic": round(mean_psnr(None, lr, gt, device), 3),
                           "milestone": round(base_psnr, 3)}), flush=True)
-        pairs = load_npz(f"{args.results}/{clip}/pairs.npz")
+        pairs = load_npz(Results(args.results).video(clip).pairs)
         val = pairs["is_val"].astype(bool)
         val_base = mean_psnr(base, pairs["lr"][val], pairs["hr"][val], device)
         for variant in variants:

@@ -5,7 +5,7 @@ For each clip (ground truth) this runs the pipeline's own chain in benchmark mod
 fine_tune) with the guard off (`fine_tune.guard: false`: every round kept, the fine-tuned model
 delivered), and scores the base model and *each round's* model on every frame against the ground
 truth. The table puts side by side, per round, what the guard sees (the mean per-held-out-frame
-gain and its standard error, for both held-out signals of `videnhance.guard`) and the
+gain and its standard error, for both held-out signals of `videnhance.training.guard`) and the
 ground-truth gain of the same model; then what each rule would deliver, replayed on those rounds
 (`simulate`): the frame-pair rule used before and the configured one. With `--blend 0.5` it also
 scores the weights halfway between base and fine-tuned.
@@ -28,17 +28,16 @@ import numpy as np
 import torch
 import yaml
 
-from videnhance.config import full_video_settings, safe_id, validate_config
+from videnhance.config import safe_id, validate_config
 from videnhance.degrade import DegradeChain, crop_to_multiple, eval_degrade
-from videnhance.guard import Rule, Signal
 from videnhance.infer import run_model
 from videnhance.io import FrameReader, probe
 from videnhance.metrics import psnr, rgb_to_y
 from videnhance.models import load_model
 from videnhance.pipeline import run_video
 from videnhance.samples import load_npz
-from videnhance.settings import FineTune
-from videnhance.train import RoundTracker, held_out_judge
+from videnhance.settings import FineTune, full_video_settings
+from videnhance.training.guard import Rule, Signal, held_out_judge
 
 
 def merged(paths: list[str]) -> dict:
@@ -75,18 +74,12 @@ def run_clip(path: str, cfg: dict, base: str, work: Path, blends: list[float]) -
     settings = full_video_settings(cfg, {"id": clip, "mode": "benchmark"})
     settings = settings.replace(fine_tune=settings.fine_tune.replace(guard=False), device="cpu")
     states: dict[int, dict] = {}  # each round's weights, to score every round on the ground truth
-    after_round = RoundTracker.after_round
 
-    def recording(self, r, model):
-        states[r] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return after_round(self, r, model)
+    def record(done) -> None:
+        states[done.number] = {k: v.detach().clone() for k, v in done.model.state_dict().items()}
 
-    RoundTracker.after_round = recording
-    try:
-        start = time.monotonic()
-        result = run_video(path, d / "unused.mkv", settings, d, base_checkpoint=base, until="fine_tune")
-    finally:
-        RoundTracker.after_round = after_round
+    start = time.monotonic()
+    result = run_video(path, d / "unused.mkv", settings, d, base_checkpoint=base, until="fine_tune", on_round=record)
     verdict, files = result.verdict, result.files
     gt = crop_to_multiple(np.concatenate(list(FrameReader(path, probe(path), batch_size=16))), scale)
     lr = eval_degrade(gt, scale, cfg["benchmark"]["degradation"])

@@ -26,14 +26,17 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from videnhance.layout import Results  # noqa: E402
 from videnhance.report import write_report  # noqa: E402
 
 
 def synthetic_run(folder: Path, n: int, frames: int = 100, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     videos = [f"clip_{k:05d}" for k in range(n)]
+    layout = Results(folder)
     for video in videos:
-        (folder / video).mkdir(parents=True)
+        files = layout.video(video)
+        Path(files.folder).mkdir(parents=True)
         base = rng.uniform(24, 36)
         gains = {"bicubic": 0.0, "milestone": rng.normal(0.8, 0.3), "fine_tuned": rng.normal(1.0, 0.4)}
         rows = []
@@ -43,27 +46,26 @@ def synthetic_run(folder: Path, n: int, frames: int = 100, seed: int = 0) -> lis
                 rows.append({"video": video, "protocol": "ground truth", "frame": f, "method": method,
                              "psnr_y": base + gain + rng.normal(0, 0.2), "ssim_y": 0.9, "psnr_rgb": base + gain - 1.5,
                              "flicker": rng.uniform(1, 3) if f else float("nan"), "motion": motion})
-        pd.DataFrame(rows).to_csv(folder / video / "scores.csv", index=False)
-        (folder / video / "verdict.json").write_text(json.dumps({"kept": "fine_tuned", "signal": "near_scale",
+        pd.DataFrame(rows).to_csv(files.scores(), index=False)
+        Path(files.verdict).write_text(json.dumps({"kept": "fine_tuned", "signal": "near_scale",
                                                                  "gain_db": 0.2, "gain_stderr_db": 0.05,
                                                                  "seconds": 30.0}))
         side = int(rng.choice([320, 640, 1280, 1920]))
-        (folder / video / "meta.json").write_text(json.dumps({"width": side, "height": side * 9 // 16}))
+        Path(files.meta).write_text(json.dumps({"width": side, "height": side * 9 // 16}))
     return videos
 
 
 def time_report(n: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        videos = synthetic_run(root, n)
-        out = root / "report"
-        out.mkdir()
+        layout = Results(tmp)
+        videos = synthetic_run(Path(tmp), n)
+        Path(layout.report("")).mkdir()
         names = {"out_csv": "summary.csv", "out_md": "summary.md", "out_html": "summary.html",
                  "out_gains_png": "gains.png", "out_run": "run.json"}
-        files = {key: out / name for key, name in names.items()}
+        files = {key: Path(layout.report(name)) for key, name in names.items()}
         start = time.perf_counter()
-        write_report([root / v / "scores.csv" for v in videos], [root / v / "verdict.json" for v in videos],
-                     scales=dict.fromkeys(videos, 4), **files, metas={v: root / v / "meta.json" for v in videos})
+        write_report([layout.video(v).scores() for v in videos], [layout.video(v).verdict for v in videos],
+                     scales=dict.fromkeys(videos, 4), **files, metas={v: layout.video(v).meta for v in videos})
         seconds = time.perf_counter() - start
         sizes = {f.name: f.stat().st_size for f in files.values()}
     return {"videos": n, "report_s": round(seconds, 2), "total_kb": round(sum(sizes.values()) / 1024),

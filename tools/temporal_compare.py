@@ -1,7 +1,7 @@
 """Temporal milestone against the single-frame milestone, per clip, on ground truth (benchmark BI).
 
 Starts from a pretrained single-frame base (`--base`, an srresnet model file), trains the
-temporal model's fusion branch on synthetic motion (`train.pretrain_temporal`, the pipeline's
+temporal model's fusion branch on synthetic motion (`training.pretrain.pretrain_temporal`, the pipeline's
 stage 2, with the config's `pretrain` and `degrade` settings) once per alignment, and scores on
 each clip's first `--frames` frames, downscaled ×scale (BI): bicubic, single-frame, temporal
 (Y-PSNR, BT.601, border 0, after rounding to 8 bits), the flicker of each (`metrics.flicker`)
@@ -31,7 +31,7 @@ from videnhance.metrics import flicker, psnr, rgb_to_y
 from videnhance.models import load_model, save_model
 from videnhance.settings import Settings
 from videnhance.temporal import TemporalSR
-from videnhance.train import pretrain_temporal
+from videnhance.training.pretrain import pretrain_temporal
 
 
 def merged(paths: list[str]) -> Settings:

@@ -16,12 +16,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import ConfigError, ModelFileError
 
-if TYPE_CHECKING:
-    from .settings import Model
+
+class ModelSettings(Protocol):
+    """What the registry reads of the `model` settings (`settings.Model`): the arch's name; its
+    builder's keys are read by name (`Arch.config_keys`)."""
+
+    arch: str
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class Arch:
         """Input frames per output frame of this architecture built with `kwargs`."""
         return self.frames_in(kwargs) if callable(self.frames_in) else self.frames_in
 
-    def kwargs_from(self, model: Model) -> dict:
+    def kwargs_from(self, model: ModelSettings) -> dict:
         """The builder's keyword arguments from the `model` settings."""
         return {key: getattr(model, key) for key in self.config_keys}
 
@@ -87,12 +91,12 @@ ARCHS: dict[str, Arch] = {}
 SCALES = (1, 2, 3, 4)  # the scales a video can be enhanced at (the schemas' `scale` enums; a test keeps them equal)
 
 
-def arch_kwargs(model: Model) -> dict:
+def arch_kwargs(model: ModelSettings) -> dict:
     """The constructor's keyword arguments for the configured architecture (`model.*` keys)."""
     return get_arch(model.arch).kwargs_from(model)
 
 
-def frames_in(model: Model) -> int:
+def frames_in(model: ModelSettings) -> int:
     """Input frames per output frame of the configured architecture (`Arch.frames`)."""
     return get_arch(model.arch).frames(arch_kwargs(model))
 

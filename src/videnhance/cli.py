@@ -40,8 +40,9 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     import shutil
 
     from .cache import cached_base_model
-    from .config import full_video_settings, load_config_file, safe_id
+    from .config import load_config_file, safe_id
     from .pipeline import run_video
+    from .settings import full_video_settings
 
     overrides = {k: v for k, v in (("scale", args.scale), ("checkpoint", args.checkpoint)) if v}
     cfg = load_config_file(args.config, **overrides)  # the schema's defaults are the workflow's defaults

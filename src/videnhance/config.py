@@ -18,9 +18,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from .archs import ARCHS
+from .defaults import AUTO
 from .errors import ConfigError
-from .settings import Settings
-from .weights import AUTO
 
 SCHEMA_DIR = resources.files("videnhance") / "schemas"
 OVERRIDES = {  # sheet column → (config section, key)
@@ -189,13 +188,6 @@ def list_videos(cfg: dict, base_dir: str | Path = ".") -> dict[str, dict]:
                 vid = f"{vid}-{hashlib.sha1(str(Path(found).resolve()).encode()).hexdigest()[:8]}"
             videos[vid] = {"id": vid, "path": found, "mode": cfg["videos"]["glob_mode"]}
     return videos
-
-
-def full_video_settings(cfg: dict, row: dict) -> Settings:
-    """Everything any step may read for one video, as `pipeline.run_video` hands it to each step:
-    the config, the row's overrides (`video_settings`), the video's id and its scale for the report."""
-    per_video = video_settings(cfg, row)
-    return Settings.from_dict({**cfg, **per_video, "video": row["id"], "scales": {row["id"]: per_video["scale"]}})
 
 
 def video_settings(cfg: dict, row: dict) -> dict:

@@ -88,28 +88,20 @@ class DegradeChain:
     Order: Gaussian blur (σ drawn from `blur_sigma`), downscale by the model's scale with a kernel
     drawn from `downscale`, noise, then (with chance `codec_prob`) a video codec from `codec` at a
     CRF drawn from `codec_crf`, then JPEG at a quality drawn from `jpeg_quality` (fastai's crappify
-    does downscale + JPEG). `jpeg_prob` is the chance a pair gets JPEG at all.
+    does downscale + JPEG). `jpeg_prob` is the chance a pair gets JPEG at all. It reads the
+    validated `degrade` settings (`settings.Degrade`) as they are.
     """
 
-    downscale: tuple[str, ...]
-    blur_sigma: tuple[float, float]
-    jpeg_quality: tuple[int, int]
-    jpeg_prob: float
-    noise_sigma: tuple[float, float]
-    codec_prob: float = 0.0
-    codec: tuple[str, ...] = ("libx264",)
-    codec_crf: tuple[int, int] = (23, 37)
+    settings: Degrade
 
     @classmethod
     def from_settings(cls, degrade: Degrade) -> DegradeChain:
-        return cls(downscale=degrade.downscale, blur_sigma=degrade.blur_sigma, jpeg_quality=degrade.jpeg_quality,
-                   jpeg_prob=degrade.jpeg_prob, noise_sigma=degrade.noise_sigma, codec_prob=degrade.codec_prob,
-                   codec=degrade.codec, codec_crf=degrade.codec_crf)
+        return cls(degrade)
 
     @classmethod
     def defaults(cls, **overrides) -> DegradeChain:
         """The chain of the schema's `degrade` defaults (bicubic only) with `overrides`."""
-        return cls.from_settings(Degrade.defaults(**overrides))
+        return cls(Degrade.defaults(**overrides))
 
     def apply_window(self, frames: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         """Degrade a window of frames (T, H, W, 3) as one camera would: the same drawn blur,
@@ -126,8 +118,9 @@ class DegradeChain:
     def _draw_codec(self, rng: np.random.Generator) -> tuple[str, int] | None:
         """Whether this pair goes through the video codec, and which codec and CRF (no draw at all
         when `codec_prob` is 0, so chains without a codec keep their random streams)."""
-        if self.codec_prob > 0 and rng.random() < self.codec_prob:
-            return str(rng.choice(self.codec)), int(rng.integers(self.codec_crf[0], self.codec_crf[1] + 1))
+        cfg = self.settings
+        if cfg.codec_prob > 0 and rng.random() < cfg.codec_prob:
+            return str(rng.choice(cfg.codec)), int(rng.integers(cfg.codec_crf[0], cfg.codec_crf[1] + 1))
         return None
 
     def apply(self, image: np.ndarray, scale: int, rng: np.random.Generator, codec: bool = True) -> np.ndarray:
@@ -137,12 +130,12 @@ class DegradeChain:
         `apply_window`)."""
         h, w, _ = image.shape
         x = frames_to_tensor(image[None])
-        sigma = float(rng.uniform(*self.blur_sigma))
+        sigma = float(rng.uniform(*self.settings.blur_sigma))
         x = gaussian_blur_tensor(x, sigma)
-        mode = str(rng.choice(self.downscale))
+        mode = str(rng.choice(self.settings.downscale))
         if scale > 1:
             x = resize_tensor(x, (h // scale, w // scale), mode)
-        noise = float(rng.uniform(*self.noise_sigma))
+        noise = float(rng.uniform(*self.settings.noise_sigma))
         if noise > 0:
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
             x = x + torch.randn(x.shape, generator=gen) * (noise / 255)
@@ -151,8 +144,8 @@ class DegradeChain:
         if drawn:
             dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
             out = codec_roundtrip(np.stack([shift(out, dy, dx), out]), *drawn)[-1]
-        if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:
-            out = jpeg(out, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
+        if self.settings.jpeg_prob > 0 and rng.random() < self.settings.jpeg_prob:
+            out = jpeg(out, int(rng.integers(self.settings.jpeg_quality[0], self.settings.jpeg_quality[1] + 1)))
         return out
 
 

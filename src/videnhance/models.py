@@ -42,7 +42,7 @@ class SRResNet(nn.Module):
     Input and output are RGB in [0, 1], (n, 3, h, w) → (n, 3, h·scale, w·scale).
     """
 
-    def __init__(self, scale: int = 2, channels: int = 64, blocks: int = 16, res_scale: float = 1.0):
+    def __init__(self, scale: int, channels: int, blocks: int, res_scale: float = 1.0):
         super().__init__()
         if scale not in (1, 2, 3, 4, 8):
             raise ValueError(f"SRResNet supports scale 1, 2, 3, 4, 8, not {scale}")
@@ -77,7 +77,7 @@ class UNetSR(nn.Module):
     """The seed's model: a fastai DynamicUnet (resnet34 encoder, blur, weight norm) on the
     bicubic-upscaled input, predicting a residual over it. No pretrained encoder (offline)."""
 
-    def __init__(self, scale: int = 2, encoder: str = "resnet34", img_size: int = 128):
+    def __init__(self, scale: int, encoder: str, img_size: int = 128):
         super().__init__()
         from fastai.vision.all import DynamicUnet, NormType, create_body
         from torchvision import models as tvm
@@ -236,7 +236,11 @@ def _load_plain(path: Path, state: dict, arch: str | None, scale: int | None, kw
     if asked is not None and not asked.from_weights:
         if not scale:
             raise ModelFileError(f"{path}: a bare state_dict needs model.arch and scale in the config.")
-        model = asked.build(int(scale), **dict(kwargs or {}))
+        if kwargs is None:  # sizes not given: the schema's (`model.*` defaults), the one home of defaults
+            from .settings import Model
+
+            kwargs = asked.kwargs_from(Model.defaults(arch=asked.name))
+        model = asked.build(int(scale), **dict(kwargs))
         misfit = _fit(model, state)
         if not misfit:
             return LoadedModel(model.eval(), asked, int(scale), dict(kwargs or {}), dict(metadata), path)

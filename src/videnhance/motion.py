@@ -11,7 +11,7 @@ parameters (blur, kernel, JPEG quality), as one camera would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,18 +20,8 @@ import torch.nn.functional as F
 from .degrade import DegradeChain, crop_to_multiple
 from .tensors import frames_to_tensor, tensor_to_frames
 
-
-@dataclass(frozen=True)
-class Motion:
-    """How far a neighbour one frame away may move (the `pretrain.motion` settings): `shift` in
-    low-resolution pixels, `zoom` as a fraction, `rotate` in degrees, `warp` (smooth local
-    displacement) in low-resolution pixels; `occlusion` is the chance a clip gets a sliding patch."""
-
-    shift: float
-    zoom: float
-    rotate: float
-    warp: float
-    occlusion: float
+if TYPE_CHECKING:
+    from .settings import Motion
 
 
 def _grid(h: int, w: int, d: int, scale: int, params: dict) -> torch.Tensor:

@@ -28,6 +28,7 @@ from .errors import ModelFileError, VideoError
 from .io import LOSSLESS, EncodeSettings, FrameReader, FrameWriter, VideoMeta, has_alpha, join_videos, mux
 from .io import probe as probe_file
 from .io import side_by_side as make_side_by_side
+from .layout import VideoFiles
 from .memory import budget, decoder_bytes, encoder_bytes, lean_encoder
 from .samples import load_npz, sample_indices, save_frames, save_pairs, split_train_val
 from .segments import part_span
@@ -138,7 +139,7 @@ def degrade(*, frames: str | Path, pairs: str | Path, settings: Settings) -> Non
 def pretrain(*, model: str | Path, history: str | Path, settings: Settings) -> dict:
     """Train the base model on the configured photos (`pretrain.images`) with the degrade chain."""
     from .data import load_image_sources
-    from .train import pretrain as train_base
+    from .training.pretrain import pretrain as train_base
 
     cfg = settings.pretrain
     images = load_image_sources(cfg.images, cfg.max_images)
@@ -146,7 +147,7 @@ def pretrain(*, model: str | Path, history: str | Path, settings: Settings) -> d
                       settings.device)
 
 
-def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Path | None = None) -> None:
+def base_model(*, model: str | Path, settings: Settings, checkpoint: str | Path | None = None) -> None:
     """The base model of this run: the user's `checkpoint` if configured, else `pretrain`'s output
     (the rule's input). Checks arch and scale and rewrites it in our format (weights only, never
     pickled code)."""
@@ -160,22 +161,23 @@ def pretrain_load(*, model: str | Path, settings: Settings, checkpoint: str | Pa
     if base.frames_in < frames_in(settings.model):  # a community or packaged network is single-frame
         raise ModelFileError(f"checkpoint: {source} is a single-frame network; model.arch: "
                              f"{settings.model.arch} needs a base of its own (remove `checkpoint`).")
-    base.save(model, {"stage": "pretrain_load", "source": str(source), "videnhance": __version__,
+    base.save(model, {"stage": "base_model", "source": str(source), "videnhance": __version__,
                       "source_provenance": base.provenance})
 
 
 def fine_tune(*, pairs: str | Path, base: str | Path, model: str | Path, history: str | Path, verdict: str | Path,
-              settings: Settings) -> Verdict:
-    """Fine-tune the base model on the video's pairs behind the guard (`train.fine_tune`), or,
-    with `fine_tune.enabled: false`, deliver the base model as the video's model."""
-    from .train import fine_tune as train_on_video
-    from .train import keep_base
+              settings: Settings, on_round: Callable | None = None) -> Verdict:
+    """Fine-tune the base model on the video's pairs behind the guard (`training.fine_tune`), or,
+    with `fine_tune.enabled: false`, deliver the base model as the video's model. `on_round`: shown
+    each round as it finishes (`training.fine_tune.RoundDone`)."""
+    from .training.fine_tune import fine_tune as train_on_video
+    from .training.fine_tune import keep_base
 
     cfg = settings.fine_tune
     if not cfg.enabled:
         return keep_base(base, model, history, verdict, "fine-tuning disabled in the config")
     return train_on_video(pairs, base, model, history, verdict, cfg, settings.device,
-                          degrade_cfg=settings.degrade)
+                          degrade_cfg=settings.degrade, on_round=on_round)
 
 
 def infer(*, model: str | Path, input_video: str | Path, output: str | Path, settings: Settings,
@@ -306,38 +308,6 @@ def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str
 
 
 # ------------------------------------------------------------------------------ one video, whole
-@dataclass(frozen=True)
-class VideoFiles:
-    """One video's files in a work folder, named as the workflow names them under results/<video>/."""
-
-    meta: Path
-    input_video: Path
-    frames: Path
-    pairs: Path
-    base: Path
-    model: Path
-    history: Path
-    verdict: Path
-    enhanced: Path
-    milestone: Path
-    single_frame: Path
-    side_by_side: Path
-    scores: Path
-    crops: Path
-    per_frame: Path
-
-    @classmethod
-    def under(cls, folder: str | Path) -> VideoFiles:
-        f = Path(folder)
-        return cls(meta=f / "meta.json", input_video=f / "input.mkv", frames=f / "frames.npz", pairs=f / "pairs.npz",
-                   base=f / "base.pt", model=f / "model.pt", history=f / "fine_tune.history.csv",
-                   verdict=f / "verdict.json", enhanced=f / "infer" / "enhanced.mkv",
-                   milestone=f / "infer" / "milestone.mkv",
-                   single_frame=f / "infer" / "single_frame.mkv", side_by_side=f / "side_by_side.mp4",
-                   scores=f / "scores.csv", crops=f / "crops.png",
-                   per_frame=f / "psnr_per_frame.png")
-
-
 @dataclass
 class RunResult:
     """What `run_video` did: each step's seconds, the video's files, the fine-tune's verdict
@@ -350,19 +320,20 @@ class RunResult:
 
 def run_video(source: str | Path, deliverable: str | Path, settings: Settings, work: str | Path, *,
               base_checkpoint: str | Path | None = None, until: str | None = None, score: bool = False,
-              before: Callable[[str], None] | None = None) -> RunResult:
+              before: Callable[[str], None] | None = None, on_round: Callable | None = None) -> RunResult:
     """One video through the workflow's steps, in rule order, without Snakemake: probe,
-    (benchmark mode: degrade_gt), extract, degrade, pretrain_load, fine_tune, infer, reassemble,
+    (benchmark mode: degrade_gt), extract, degrade, base_model, fine_tune, infer, reassemble,
     and with `score` the milestone's inference and evaluate.
 
-    `settings` is the whole per-video settings (`config.full_video_settings`); the base model is
+    `settings` is the whole per-video settings (`settings.full_video_settings`); the base model is
     `base_checkpoint` (a pretrained file; `settings.checkpoint` wins, as in the workflow).
     `until` stops after that step; `before(name)` is called as each step starts (the benchmarks
-    time one step). Logs one progress line per step and returns each step's seconds, the files
-    and the fine-tune verdict."""
+    time one step); `on_round` is handed to `fine_tune` (the measurement tools record each round).
+    Logs one progress line per step and returns each step's seconds, the files and the fine-tune
+    verdict."""
     from .memory import set_budget
 
-    files = VideoFiles.under(work)
+    files = VideoFiles(str(work))
     Path(work).mkdir(parents=True, exist_ok=True)
     set_budget(settings.memory_mb)
     benchmark = settings.mode == "benchmark"
@@ -375,9 +346,9 @@ def run_video(source: str | Path, deliverable: str | Path, settings: Settings, w
                                           settings=settings)) if benchmark else None,
         ("extract", lambda: extract(input_video=input_video, meta=input_meta, frames=files.frames, settings=settings)),
         ("degrade", lambda: degrade(frames=files.frames, pairs=files.pairs, settings=settings)),
-        ("pretrain_load", lambda: pretrain_load(checkpoint=base_checkpoint, model=files.base, settings=settings)),
+        ("base_model", lambda: base_model(checkpoint=base_checkpoint, model=files.base, settings=settings)),
         ("fine_tune", lambda: fine_tune(pairs=files.pairs, base=files.base, model=files.model, history=files.history,
-                                        verdict=files.verdict, settings=settings)),
+                                        verdict=files.verdict, settings=settings, on_round=on_round)),
         ("infer", lambda: infer(model=files.model, input_video=input_video, meta=input_meta, output=files.enhanced,
                                 settings=settings)),
         ("reassemble", lambda: reassemble(enhanced=files.enhanced, source=source, meta=files.meta,

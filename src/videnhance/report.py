@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_output, atomic_write_text
-from .runs import Outcome
+from .layout import Results
+from .runs import Outcome, failed_jobs, outcomes
 from .scores import ALL_METHODS, METRICS, methods_in, summarize
 from .verdict import Verdict
 
@@ -351,3 +352,30 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
         atomic_write_text(out_run, json.dumps({"complete": True, "videos": done}, indent=2) + "\n")
     log.info("\n%s", table)
     return summary
+
+
+def report_after_failure(videos: list[str], results: str, snakemake_logs: str | Path | list, pending: set[str] | None,
+                         scales: dict[str, int], border: int = 0, degradation: str = "BI") -> str:
+    """The workflow's `onerror`: the report of the videos that finished, listing the others with
+    the step that failed and its error, under results/report/ where the full report goes. Returns
+    the line to print. Without any finished video there is nothing to score, and no report."""
+    logs = [snakemake_logs] if isinstance(snakemake_logs, str | Path) else list(snakemake_logs or [])
+    failed = [job for path in logs if Path(path).is_file() for job in failed_jobs(path)]
+    layout = Results(results)
+    files = {v: layout.video(v) for v in videos}
+    finished = {v for v, f in files.items() if Path(f.scores()).is_file() and Path(f.verdict).is_file()}
+    result = outcomes(videos, results, failed, pending, finished)
+    done = [o.video for o in result if o.status == "done"]
+    if not done:
+        return f"videnhance: no video finished, so there is no report ({len(videos)} failed or not run)"
+    Path(layout.report("")).mkdir(parents=True, exist_ok=True)
+    write_report([files[v].scores() for v in done], [files[v].verdict for v in done],
+                 scales={v: scales[v] for v in done}, out_csv=layout.report("summary.csv"),
+                 out_md=layout.report("summary.md"), out_html=layout.report("summary.html"),
+                 out_gains_png=layout.report("gains.png"), out_run=layout.report("run.json"),
+                 border=border, degradation=degradation,
+                 metas={v: files[v].meta for v in done}, outcomes=result,
+                 bases=[p for p in sorted({layout.base(scales[v]) for v in done}) if Path(p).is_file()])
+    counts = {s: sum(o.status == s for o in result) for s in ("failed", "not run")}
+    return (f"videnhance: report of {len(done)} of {len(videos)} videos ({counts['failed']} failed, "
+            f"{counts['not run']} not run): {layout.report('summary.md')}")

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .layout import Results
+
 KILLED = ("no error in its log: the job was stopped from outside (out of memory, a time limit, a signal) "
           "or failed before the step began; see the Snakemake log")
 NOT_RUN = "not run: Snakemake stopped at another video's failure (run with --keep-going to go on past it)"
@@ -35,7 +37,7 @@ class FailedJob:
             parts = Path(path).parts
             if parts[: len(root.parts)] == root.parts and len(parts) > len(root.parts) + 1:
                 folder = parts[len(root.parts)]
-                if folder not in ("pretrained", "base", "report"):
+                if folder not in Results.SHARED:
                     return folder
         return None
 
@@ -122,31 +124,3 @@ def outcomes(videos: list[str], results: str, failed: list[FailedJob], pending: 
         else:
             result.append(Outcome(video, "not run", error=NOT_RUN))
     return result
-
-
-def report_after_failure(videos: list[str], results: str, snakemake_logs: str | Path | list, pending: set[str] | None,
-                         scales: dict[str, int], border: int = 0, degradation: str = "BI") -> str:
-    """The workflow's `onerror`: the report of the videos that finished, listing the others with
-    the step that failed and its error, under results/report/ where the full report goes. Returns
-    the line to print. Without any finished video there is nothing to score, and no report."""
-    from .report import write_report
-
-    logs = [snakemake_logs] if isinstance(snakemake_logs, str | Path) else list(snakemake_logs or [])
-    failed = [job for path in logs if Path(path).is_file() for job in failed_jobs(path)]
-    root = Path(results)
-    finished = {v for v in videos if (root / v / "scores.csv").is_file() and (root / v / "verdict.json").is_file()}
-    result = outcomes(videos, results, failed, pending, finished)
-    done = [o.video for o in result if o.status == "done"]
-    if not done:
-        return f"videnhance: no video finished, so there is no report ({len(videos)} failed or not run)"
-    out = root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    write_report([root / v / "scores.csv" for v in done], [root / v / "verdict.json" for v in done],
-                 scales={v: scales[v] for v in done}, out_csv=out / "summary.csv", out_md=out / "summary.md",
-                 out_html=out / "summary.html", out_gains_png=out / "gains.png", out_run=out / "run.json",
-                 border=border, degradation=degradation,
-                 metas={v: root / v / "meta.json" for v in done}, outcomes=result,
-                 bases=[p for p in sorted({root / "base" / f"x{scales[v]}.pt" for v in done}) if p.is_file()])
-    counts = {s: sum(o.status == s for o in result) for s in ("failed", "not run")}
-    return (f"videnhance: report of {len(done)} of {len(videos)} videos ({counts['failed']} failed, "
-            f"{counts['not run']} not run): {out / 'summary.md'}")

@@ -21,16 +21,20 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
-from .weights import DEFAULT_ARCH, base_for
+from .config import validate_config, video_settings
+from .defaults import DEFAULT_ARCH, base_for
 
 S = TypeVar("S", bound="Section")
 
 
 @dataclass(frozen=True)
 class Section:
-    """A config section: built from its validated dict; lists become tuples."""
+    """A config section: built from its validated dict; lists become tuples, and the keys in
+    `NESTED` sections of their own."""
 
     NAME: ClassVar[str]
+    PARENT: ClassVar[str | None] = None  # the section this one is a key of (pretrain.motion)
+    NESTED: ClassVar[dict[str, type[Section]]] = {}
 
     @classmethod
     def from_dict(cls: type[S], data: dict) -> S:
@@ -38,13 +42,13 @@ class Section:
         if set(data) != names:
             raise ValueError(f"{cls.NAME}: keys {sorted(set(data) ^ names)} differ from the schema's "
                              "(build settings from config.validate_config's output)")
-        return cls(**{k: _frozen(v) for k, v in data.items()})
+        return cls(**{k: cls.NESTED[k].from_dict(v) if k in cls.NESTED else _frozen(v) for k, v in data.items()})
 
     @classmethod
     def defaults(cls: type[S], **overrides: Any) -> S:
         """This section with the schema's defaults and `overrides`, validated."""
-        from .config import validate_config
-
+        if cls.PARENT:
+            return cls.from_dict(validate_config({cls.PARENT: {cls.NAME: overrides}})[cls.PARENT][cls.NAME])
         return cls.from_dict(validate_config({cls.NAME: overrides})[cls.NAME])
 
     def replace(self: S, **changes: Any) -> S:
@@ -114,8 +118,25 @@ class Degrade(Section):
 
 
 @dataclass(frozen=True)
+class Motion(Section):
+    """How far a neighbour one frame away may move in the synthetic clips the temporal model is
+    pretrained on (`pretrain.motion`): `shift` in low-resolution pixels, `zoom` as a fraction,
+    `rotate` in degrees, `warp` (smooth local displacement) in low-resolution pixels;
+    `occlusion` is the chance a clip gets a sliding patch."""
+
+    NAME = "motion"
+    PARENT = "pretrain"
+    shift: float
+    zoom: float
+    rotate: float
+    warp: float
+    occlusion: float
+
+
+@dataclass(frozen=True)
 class Pretrain(Section):
     NAME = "pretrain"
+    NESTED = {"motion": Motion}
     images: tuple[str, ...]
     max_images: int
     copies: int
@@ -129,7 +150,7 @@ class Pretrain(Section):
     seed: int
     temporal_steps: int
     temporal_lr: float
-    motion: dict[str, float]
+    motion: Motion
 
 
 @dataclass(frozen=True)
@@ -254,3 +275,10 @@ class Settings:
     def as_dict(self) -> dict:
         """The keys that were given, as plain validated dicts."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def full_video_settings(cfg: dict, row: dict) -> Settings:
+    """Everything any step may read for one video, as `pipeline.run_video` hands it to each step:
+    the config, the row's overrides (`video_settings`), the video's id and its scale for the report."""
+    per_video = video_settings(cfg, row)
+    return Settings.from_dict({**cfg, **per_video, "video": row["id"], "scales": {row["id"]: per_video["scale"]}})

@@ -81,8 +81,8 @@ class TemporalSR(nn.Module):
         fuse_channels, fuse_blocks: the fusion branch's width and depth.
     """
 
-    def __init__(self, scale: int = 2, channels: int = 32, blocks: int = 6, radius: int = 1, align: str = "dis",
-                 fuse_channels: int = 32, fuse_blocks: int = 2):
+    def __init__(self, scale: int, channels: int, blocks: int, radius: int, align: str, fuse_channels: int,
+                 fuse_blocks: int):
         super().__init__()
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {ALIGNMENTS}, not {align!r}")

@@ -1,7 +1,7 @@
 """The guard's verdict on one video's fine-tune (results/<video>/verdict.json), as one type.
 
-`train.fine_tune` makes it (which model was delivered, why, the held-out signals, every round),
-`train.keep_base` makes the short one (fine-tuning disabled, or nothing to judge on), and the
+`training.fine_tune` makes it (which model was delivered, why, the held-out signals, every round),
+`training.fine_tune.keep_base` makes the short one (fine-tuning disabled, or nothing to judge on), and the
 report, the command line, the benchmarks and the tools read it by attribute. The file keeps the
 keys it always had; `read` ignores keys it does not know, so a verdict written by another
 version still opens. No torch here: the report reads verdicts in a torch-free process.

@@ -5,10 +5,12 @@ import sys
 
 import videnhance
 from videnhance.config import list_videos, validate_config, video_settings
+from videnhance.layout import Results
 from videnhance.archs import frames_in
 from videnhance.segments import estimate_frames, plan as plan_parts
 from videnhance.settings import Model
-from videnhance.weights import base_for, is_packaged, packaged_files
+from videnhance.defaults import base_for
+from videnhance.weights import is_packaged, packaged_files
 
 CFG = validate_config(
     config
@@ -26,7 +28,8 @@ MULTI_FRAME = frames_in(Model.from_dict(CFG["model"])) > 1
 CONDA_ENV = "../../envs/videnhance.yaml"
 # set, not read: see envs/videnhance.yaml
 os.environ.update(VIDENHANCE_ROOT=workflow.basedir)
-RESULTS = CFG["results"].rstrip("/")
+R = Results(CFG["results"])  # every path under results/ (videnhance.layout)
+V = R.video("{video}")  # a video's files, as patterns of the {video} wildcard
 
 
 def _parts(vid):
@@ -61,10 +64,8 @@ wildcard_constraints:
 
 def parts_of(wildcards):
     """The part files a segmented video's `join_parts` joins, in order."""
-    return [
-        f"{RESULTS}/{wildcards.video}/infer/{wildcards.which}.part{k}.mkv"
-        for k in range(len(PARTS[wildcards.video]))
-    ]
+    files = R.video(wildcards.video)
+    return [files.infer(wildcards.which, k) for k in range(len(PARTS[wildcards.video]))]
 
 
 def part_of(wildcards):
@@ -74,10 +75,8 @@ def part_of(wildcards):
 
 def score_parts_of(wildcards):
     """The score files a segmented benchmark video's `join_scores` joins, in order."""
-    return [
-        f"{RESULTS}/{wildcards.video}/scores.part{k}.csv"
-        for k in range(len(PARTS[wildcards.video]))
-    ]
+    files = R.video(wildcards.video)
+    return [files.scores(k) for k in range(len(PARTS[wildcards.video]))]
 
 
 def video_setting(key):
@@ -95,7 +94,7 @@ def source_video(wildcards):
 def input_video(wildcards):
     """What the pipeline enhances: the degraded copy in benchmark mode, else the source."""
     if SETTINGS[wildcards.video]["mode"] == "benchmark":
-        return f"{RESULTS}/{wildcards.video}/input.mkv"
+        return R.video(wildcards.video).input_video
     return source_video(wildcards)
 
 
@@ -105,19 +104,19 @@ def input_files(wildcards):
     lossless file, and the ground truth's meta.json must not feed the training side."""
     files = {"input_video": input_video(wildcards)}
     if SETTINGS[wildcards.video]["mode"] == "enhance":
-        files["meta"] = f"{RESULTS}/{wildcards.video}/meta.json"
+        files["meta"] = R.video(wildcards.video).meta
     return files
 
 
 def base_model_for(wildcards):
-    return f"{RESULTS}/base/x{SETTINGS[wildcards.video]['scale']}.pt"
+    return R.base(SETTINGS[wildcards.video]["scale"])
 
 
 def model_for(wildcards):
     """What `infer` runs: the video's model (enhanced), or the base model (milestone; single_frame:
     the base's own single-frame network)."""
     if wildcards.which == "enhanced":
-        return f"{RESULTS}/{wildcards.video}/model.pt"
+        return R.video(wildcards.video).model
     return base_model_for(wildcards)
 
 
@@ -151,41 +150,34 @@ def get_evaluate_gpus(wildcards):
 
 
 def pretrained_name(scale):
-    return f"{RESULTS}/pretrained/{CFG['model']['arch']}_x{scale}.pt"
+    return R.pretrained(CFG["model"]["arch"], scale)
 
 
 def evaluate_inputs(wildcards):
-    vid = wildcards.video
-    if SETTINGS[vid]["mode"] == "benchmark":
+    files = R.video(wildcards.video)
+    if SETTINGS[wildcards.video]["mode"] == "benchmark":
         return {
             "ground_truth": source_video(wildcards),
-            "meta": f"{RESULTS}/{vid}/meta.json",
-            "input_video": f"{RESULTS}/{vid}/input.mkv",
-            "milestone": f"{RESULTS}/{vid}/infer/milestone.mkv",
-            "enhanced": f"{RESULTS}/{vid}/infer/enhanced.mkv",
-            **(
-                {"single_frame": f"{RESULTS}/{vid}/infer/single_frame.mkv"}
-                if MULTI_FRAME
-                else {}
-            ),
+            "meta": files.meta,
+            "input_video": files.input_video,
+            "milestone": files.milestone,
+            "enhanced": files.enhanced,
+            **({"single_frame": files.single_frame} if MULTI_FRAME else {}),
         }
     return {
-        "pairs": f"{RESULTS}/{vid}/pairs.npz",
+        "pairs": files.pairs,
         "base": base_model_for(wildcards),
-        "model": f"{RESULTS}/{vid}/model.pt",
+        "model": files.model,
     }
 
 
 def get_final_outputs():
     outputs = []
     for vid in VIDEOS:
-        outputs += [
-            f"{RESULTS}/{vid}/enhanced.{EXT}",
-            f"{RESULTS}/{vid}/side_by_side.mp4",
-        ]
+        outputs += [R.video(vid).deliverable(EXT), R.video(vid).side_by_side]
     if VIDEOS:
         # run.json: written only by a complete report, so a partial one (onerror) is redone
-        outputs += [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/run.json"]
+        outputs += [R.report("summary.csv"), R.report("run.json")]
     return outputs
 
 

@@ -6,11 +6,11 @@ rule infer:
         unpack(input_files),
         model=model_for,
     output:
-        output=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",
+        output=V.infer("{which}"),
     log:
-        f"{RESULTS}/{{video}}/logs/infer_{{which}}.log",
+        V.log("infer_{which}"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.tsv"
+        V.benchmark("infer_{which}")
     wildcard_constraints:
         video=videos_regex(sorted(set(VIDEOS) - set(SEGMENTED))),
     conda:
@@ -31,11 +31,11 @@ rule infer:
 # A long video (infer.segment_seconds, videnhance.segments): one job per part, then a join.
 use rule infer as infer_part with:
     output:
-        output=f"{RESULTS}/{{video}}/infer/{{which}}.part{{part}}.mkv",
+        output=V.infer("{which}", "{part}"),
     log:
-        f"{RESULTS}/{{video}}/logs/infer_{{which}}.part{{part}}.log",
+        V.log("infer_{which}.part{part}"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/infer_{{which}}.part{{part}}.tsv"
+        V.benchmark("infer_{which}.part{part}")
     wildcard_constraints:
         video=videos_regex(SEGMENTED),
     params:
@@ -50,11 +50,11 @@ rule join_parts:
         parts=parts_of,
         meta=rules.probe.output.meta,
     output:
-        output=f"{RESULTS}/{{video}}/infer/{{which}}.mkv",
+        output=V.infer("{which}"),
     log:
-        f"{RESULTS}/{{video}}/logs/join_{{which}}.log",
+        V.log("join_{which}"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/join_{{which}}.tsv"
+        V.benchmark("join_{which}")
     wildcard_constraints:
         video=videos_regex(SEGMENTED),
     conda:
@@ -70,17 +70,17 @@ rule join_parts:
 
 rule reassemble:
     input:
-        enhanced=f"{RESULTS}/{{video}}/infer/enhanced.mkv",
+        enhanced=V.enhanced,
         source=source_video,
         meta=rules.probe.output.meta,
         input_video=input_video,
     output:
-        deliverable=f"{RESULTS}/{{video}}/enhanced.{EXT}",
-        side_by_side=f"{RESULTS}/{{video}}/side_by_side.mp4",
+        deliverable=V.deliverable(EXT),
+        side_by_side=V.side_by_side,
     log:
-        f"{RESULTS}/{{video}}/logs/reassemble.log",
+        V.log("reassemble"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/reassemble.tsv"
+        V.benchmark("reassemble")
     conda:
         CONDA_ENV
     threads: 2

@@ -5,25 +5,25 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        scores=f"{RESULTS}/{{video}}/scores.csv",
+        scores=V.scores(),
         crops=report(
-            f"{RESULTS}/{{video}}/crops.png",
+            V.crops,
             caption="../report/crops.rst",
             category="Videos",
             subcategory="{video}",
             labels={"video": "{video}", "figure": "crops"},
         ),
         per_frame=report(
-            f"{RESULTS}/{{video}}/psnr_per_frame.png",
+            V.per_frame,
             caption="../report/per_frame.rst",
             category="Videos",
             subcategory="{video}",
             labels={"video": "{video}", "figure": "per-frame Y-PSNR"},
         ),
     log:
-        f"{RESULTS}/{{video}}/logs/evaluate.log",
+        V.log("evaluate"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/evaluate.tsv"
+        V.benchmark("evaluate")
     wildcard_constraints:
         video=videos_regex(sorted(set(VIDEOS) - set(SEGMENTED_BENCHMARK))),
     conda:
@@ -46,11 +46,11 @@ rule evaluate:
 # A long benchmark video (infer.segment_seconds): scored in the same parts as its infer, joined.
 use rule evaluate as evaluate_part with:
     output:
-        scores=f"{RESULTS}/{{video}}/scores.part{{part}}.csv",
+        scores=V.scores("{part}"),
     log:
-        f"{RESULTS}/{{video}}/logs/evaluate.part{{part}}.log",
+        V.log("evaluate.part{part}"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/evaluate.part{{part}}.tsv"
+        V.benchmark("evaluate.part{part}")
     wildcard_constraints:
         video=videos_regex(SEGMENTED_BENCHMARK),
     params:
@@ -67,25 +67,25 @@ rule join_scores:
         unpack(evaluate_inputs),
         parts=score_parts_of,
     output:
-        scores=f"{RESULTS}/{{video}}/scores.csv",
+        scores=V.scores(),
         crops=report(
-            f"{RESULTS}/{{video}}/crops.png",
+            V.crops,
             caption="../report/crops.rst",
             category="Videos",
             subcategory="{video}",
             labels={"video": "{video}", "figure": "crops"},
         ),
         per_frame=report(
-            f"{RESULTS}/{{video}}/psnr_per_frame.png",
+            V.per_frame,
             caption="../report/per_frame.rst",
             category="Videos",
             subcategory="{video}",
             labels={"video": "{video}", "figure": "per-frame Y-PSNR"},
         ),
     log:
-        f"{RESULTS}/{{video}}/logs/join_scores.log",
+        V.log("join_scores"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/join_scores.tsv"
+        V.benchmark("join_scores")
     wildcard_constraints:
         video=videos_regex(SEGMENTED_BENCHMARK),
     conda:
@@ -105,40 +105,40 @@ rule join_scores:
 
 rule report:
     input:
-        scores=expand(f"{RESULTS}/{{video}}/scores.csv", video=VIDEOS),
-        verdicts=expand(f"{RESULTS}/{{video}}/verdict.json", video=VIDEOS),
-        metas=expand(f"{RESULTS}/{{video}}/meta.json", video=VIDEOS),
-        bases=sorted({f"{RESULTS}/base/x{s['scale']}.pt" for s in SETTINGS.values()}),
+        scores=expand(V.scores(), video=VIDEOS),
+        verdicts=expand(V.verdict, video=VIDEOS),
+        metas=expand(V.meta, video=VIDEOS),
+        bases=sorted({R.base(s["scale"]) for s in SETTINGS.values()}),
     output:
         csv=report(
-            f"{RESULTS}/report/summary.csv",
+            R.report("summary.csv"),
             caption="../report/summary.rst",
             category="Summary",
             labels={"table": "csv"},
         ),
         md=report(
-            f"{RESULTS}/report/summary.md",
+            R.report("summary.md"),
             caption="../report/summary.rst",
             category="Summary",
             labels={"table": "markdown"},
         ),
         html=report(
-            f"{RESULTS}/report/summary.html",
+            R.report("summary.html"),
             caption="../report/summary.rst",
             category="Summary",
             labels={"table": "sortable"},
         ),
         gains=report(
-            f"{RESULTS}/report/gains.png",
+            R.report("gains.png"),
             caption="../report/gains.rst",
             category="Summary",
             labels={"table": "plots"},
         ),
         # written only when every video has its scores: after a failed run the partial report
         # (`onerror`, common.smk) removes it, so this rule runs again once the videos are fixed
-        run=f"{RESULTS}/report/run.json",
+        run=R.report("run.json"),
     log:
-        f"{RESULTS}/report/logs/report.log",
+        R.report("logs/report.log"),
     conda:
         CONDA_ENV
     resources:
@@ -154,12 +154,12 @@ rule report:
 
 
 onerror:
-    from videnhance.runs import report_after_failure
+    from videnhance.report import report_after_failure
 
     try:
         message = report_after_failure(
             list(VIDEOS),
-            RESULTS,
+            R.root,
             log,
             pending_videos(),
             {vid: s["scale"] for vid, s in SETTINGS.items()},

@@ -3,12 +3,12 @@
 
 rule pretrain:
     output:
-        model=f"{RESULTS}/pretrained/{CFG['model']['arch']}_x{{scale}}.pt",
-        history=f"{RESULTS}/pretrained/{CFG['model']['arch']}_x{{scale}}.history.csv",
+        model=R.pretrained(CFG["model"]["arch"], "{scale}"),
+        history=R.pretrained(CFG["model"]["arch"], "{scale}", "history.csv"),
     log:
-        f"{RESULTS}/pretrained/logs/{CFG['model']['arch']}_x{{scale}}.log",
+        R.pretrained(CFG["model"]["arch"], "{scale}", "log"),
     benchmark:
-        f"{RESULTS}/pretrained/benchmarks/{CFG['model']['arch']}_x{{scale}}.tsv"
+        R.pretrained(CFG["model"]["arch"], "{scale}", "tsv")
     conda:
         CONDA_ENV
     threads: 8
@@ -26,13 +26,13 @@ rule pretrain:
         "../scripts/pretrain.py"
 
 
-rule pretrain_load:
+rule base_model:
     input:
         checkpoint=get_base_source,
     output:
-        model=f"{RESULTS}/base/x{{scale}}.pt",
+        model=R.base("{scale}"),
     log:
-        f"{RESULTS}/base/logs/x{{scale}}.log",
+        R.base_log("{scale}"),
     conda:
         CONDA_ENV
     resources:
@@ -44,7 +44,7 @@ rule pretrain_load:
         checkpoint=base_source,
         version=VERSION,
     script:
-        "../scripts/pretrain_load.py"
+        "../scripts/base_model.py"
 
 
 rule fine_tune:
@@ -52,13 +52,13 @@ rule fine_tune:
         pairs=rules.degrade.output.pairs,
         base=base_model_for,
     output:
-        model=f"{RESULTS}/{{video}}/model.pt",
-        history=f"{RESULTS}/{{video}}/fine_tune.history.csv",
-        verdict=f"{RESULTS}/{{video}}/verdict.json",
+        model=V.model,
+        history=V.history,
+        verdict=V.verdict,
     log:
-        f"{RESULTS}/{{video}}/logs/fine_tune.log",
+        V.log("fine_tune"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/fine_tune.tsv"
+        V.benchmark("fine_tune")
     conda:
         CONDA_ENV
     threads: 8

@@ -5,9 +5,9 @@ rule probe:
     input:
         source=source_video,
     output:
-        meta=f"{RESULTS}/{{video}}/meta.json",
+        meta=V.meta,
     log:
-        f"{RESULTS}/{{video}}/logs/probe.log",
+        V.log("probe"),
     conda:
         CONDA_ENV
     resources:
@@ -27,11 +27,11 @@ rule degrade_gt:
         ground_truth=source_video,
         meta=rules.probe.output.meta,
     output:
-        input_video=f"{RESULTS}/{{video}}/input.mkv",
+        input_video=V.input_video,
     log:
-        f"{RESULTS}/{{video}}/logs/degrade_gt.log",
+        V.log("degrade_gt"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/degrade_gt.tsv"
+        V.benchmark("degrade_gt")
     conda:
         CONDA_ENV
     threads: 2
@@ -50,11 +50,11 @@ rule extract:
     input:
         unpack(input_files),
     output:
-        frames=f"{RESULTS}/{{video}}/frames.npz",
+        frames=V.frames,
     log:
-        f"{RESULTS}/{{video}}/logs/extract.log",
+        V.log("extract"),
     benchmark:
-        f"{RESULTS}/{{video}}/benchmarks/extract.tsv"
+        V.benchmark("extract")
     conda:
         CONDA_ENV
     resources:
@@ -72,9 +72,9 @@ rule degrade:
     input:
         frames=rules.extract.output.frames,
     output:
-        pairs=f"{RESULTS}/{{video}}/pairs.npz",
+        pairs=V.pairs,
     log:
-        f"{RESULTS}/{{video}}/logs/degrade.log",
+        V.log("degrade"),
     conda:
         CONDA_ENV
     resources:

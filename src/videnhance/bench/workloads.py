@@ -310,10 +310,10 @@ def _work_finetune(spec: dict) -> dict:
     torch = _set_threads(spec)
 
     from ..archs import arch_kwargs
-    from ..config import full_video_settings
     from ..infer import pick_device
     from ..models import build_model, save_model
     from ..pipeline import run_video
+    from ..settings import full_video_settings
 
     cfg, work = spec["config"], Path(spec["workdir"])
     settings = full_video_settings(cfg, {"id": "bench", "mode": "enhance"}).replace(device=spec["device"])

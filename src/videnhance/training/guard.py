@@ -8,28 +8,37 @@ on held-out stretches of the video's own frames (`samples.split_train_val`), wit
   on 120×90 inputs.
 - **near_scale**: the base model's output for a held-out frame, shrunk by factors spread over
   `fine_tune.shrink`, → that degraded by the configured chain. Pairs at the scale of use, made the
-  way the near-scale training pairs are (`train.near_scale_pairs`), from held-out frames only.
+  way the near-scale training pairs are (`near_scale`), from held-out frames only.
   The target is the base model's output, not real video.
 
 Every model (the base, each round, the result) is scored on the same fixed pairs: inference
 only. A held-out frame is the unit of evidence: its near-scale pairs are averaged first, and the
 mean per-frame gain over the base and its standard error across frames decide
-(`decide`). Which signal decides, and the margins, were chosen by the table in docs/quality.md
-(`tools/guard_signal.py` measures it).
+(`Rule.decide`). Which signal decides, and the margins, were chosen by the table in
+docs/quality.md (`tools/guard_signal.py` measures it).
+
+Here too are the guard's decisions during and after a fine-tune: early stopping per round
+(`RoundTracker`), the held-out pairs of a video (`held_out_judge`), and the final choice among the
+fine-tuned model, the base and a multi-frame base's own single-frame network (`choose`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .degrade import DegradeChain, centre, shrink_and_crop
-from .infer import run_model, teacher_outputs
-from .metrics import psnr, rgb_to_y
-from .settings import FineTune
+from ..degrade import DegradeChain
+from ..infer import run_model
+from ..metrics import psnr, rgb_to_y
+from ..models import LoadedModel
+from ..settings import FineTune
+from .near_scale import near_scale_pairs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,25 +62,6 @@ class Signal:
 
     def as_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
-
-
-def near_scale_set(base: nn.Module, frames: np.ndarray, scale: int, chain: DegradeChain,
-                   shrink: tuple[float, float], per_frame: int, crop: int, seed: int,
-                   device: torch.device) -> HeldOutSet:
-    """Held-out pairs at the scale of use: for each held-out frame, the base model's output shrunk
-    by `per_frame` factors spread evenly over `shrink` (a crop of at most `crop` px a side at a
-    seeded place), → that degraded by `chain` (seeded), as `train.near_scale_pairs` makes them."""
-    rng = np.random.default_rng(seed)
-    factors = np.linspace(shrink[0], shrink[1], per_frame) if per_frame > 1 else [float(np.mean(shrink))]
-    lrs, hrs, group = [], [], []
-    for i, frame in enumerate(frames):  # a frame, or a window of frames around it (multi-frame model)
-        out = teacher_outputs(base, frame[None], device=device, batch_size=1)[0]
-        for factor in factors:
-            target = shrink_and_crop(out, float(factor), scale, crop, rng)
-            lrs.append(chain.apply_window(target, scale, rng))
-            hrs.append(centre(target))
-            group.append(i)
-    return HeldOutSet(lrs, hrs, np.array(group))
 
 
 def _y_psnr(model: nn.Module | None, held: HeldOutSet, device: torch.device, batch_size: int = 4) -> np.ndarray:
@@ -184,3 +174,108 @@ class Rule:
         if best is None or self.frame_margin_db is None:
             return True
         return signals["frame"].gain_db >= best["frame"].gain_db - self.frame_margin_db
+
+
+def state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class RoundTracker:
+    """Early stopping per round, in the manner of fastai's `TrackerCallback` family: after each
+    round the model is scored on the held-out pairs (`Judge`); a round that does not improve
+    on the best model so far (`Rule.better`) is undone, its weights replaced by the best
+    ones, and the next round runs at lr × `backoff`. After `patience` undone rounds in a row the
+    fine-tune stops: more rounds from the same weights at a lower rate rarely pay for themselves.
+    With `guard` False every round is kept (to measure the signal, `tools/guard_signal.py`)."""
+
+    def __init__(self, rule: Rule, judge: Judge, model: nn.Module, lr: float, backoff: float, patience: int,
+                 guard: bool = True):
+        self.rule, self.judge, self.guard = rule, judge, guard
+        self.lr, self.backoff, self.patience = lr, backoff, patience
+        self.best: dict[str, Signal] | None = None  # signals of the best model so far; None = the base
+        self.best_state, self.best_scores = state_copy(model), judge.base_scores
+        self.undone_in_a_row, self.report = 0, []
+        self.last: dict[str, Signal] | None = None  # the signals of the last round scored
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.guard and self.patience and self.undone_in_a_row >= self.patience)
+
+    def after_round(self, r: int, model: nn.Module) -> bool:
+        scores = self.judge.score(model)
+        signals = self.judge.signals(scores)
+        kept = not self.guard or self.rule.better(signals, self.best)
+        why = self.rule.decide(signals)[1]
+        self.report.append({"round": r, "lr": self.lr, "kept": kept,
+                            "signals": {k: v.as_dict() for k, v in signals.items()}, "guard": why})
+        self.last = signals
+        if kept:
+            self.best, self.best_state, self.best_scores = signals, state_copy(model), scores
+            self.undone_in_a_row = 0
+        else:
+            model.load_state_dict(self.best_state)
+            self.lr *= self.backoff
+            self.undone_in_a_row += 1
+            log.info("round %d not kept (%s); undone, next lr %g", r, why, self.lr)
+        return kept
+
+    def state(self) -> dict:
+        """What a resumed run needs (the weights are saved beside it)."""
+        best = {k: v.as_dict() for k, v in self.best.items()} if self.best else None
+        return {"lr": self.lr, "undone_in_a_row": self.undone_in_a_row, "report": self.report, "best": best}
+
+    def load_state(self, state: dict, model: nn.Module) -> None:
+        self.lr, self.undone_in_a_row, self.report = state["lr"], state["undone_in_a_row"], state["report"]
+        self.best = {k: Signal(**v) for k, v in state["best"].items()} if state["best"] else None
+        self.last = {k: Signal(**v) for k, v in self.report[-1]["signals"].items()} if self.report else None
+        self.best_state = state_copy(model)
+        self.best_scores = self.judge.score(model) if self.best else self.judge.base_scores
+
+
+def held_out_judge(base: nn.Module, lr_val: np.ndarray, hr_val: np.ndarray, scale: int, cfg: FineTune,
+                   chain: DegradeChain, device: torch.device, val_frames: np.ndarray | None = None) -> Judge:
+    """The guard's held-out pairs for one video: its frame pairs as `degrade` made them, and
+    near-scale pairs made from the same held-out frames (`val_frames`, default `hr_val`; the
+    windows around them for a multi-frame model) by the base model, `guard_targets_per_frame` shrink
+    factors spread over `shrink`, each frame on its own."""
+    frames = hr_val if val_frames is None else val_frames
+    lrs, hrs, group = near_scale_pairs(base, frames, scale, chain, tuple(cfg.shrink), cfg.guard_targets_per_frame,
+                                       crop=8 * cfg.patch * scale, seed=cfg.seed + 7919, device=device, spread=True,
+                                       batch_size=1)
+    frame = HeldOutSet(list(lr_val), list(hr_val), np.arange(len(lr_val)))
+    return Judge({"frame": frame, "near_scale": HeldOutSet(lrs, hrs, group)}, base, device)
+
+
+def _versus_single_frame(judge: Judge, rule: Rule, single: LoadedModel, kept: str, delivered: nn.Module,
+                         signals: dict[str, Signal], reason: str, kept_scores: dict[str, np.ndarray]):
+    """The guard's choice between the multi-frame model it kept (the fine-tuned one or the base)
+    and the base's own single-frame network: the single-frame one is delivered only if it beats
+    the kept model by the same rule a fine-tuned model must pass."""
+    single_scores = judge.score(single.module)
+    name = "the fine-tuned model" if kept == "fine_tuned" else "the base model"
+    better, why = rule.decide(judge.signals(single_scores, against=kept_scores), "the base's single-frame network",
+                              name)
+    if not better:
+        return kept, delivered, signals, f"{reason}. Then: {why}"
+    return "single_frame", single.module, judge.signals(single_scores), f"{reason}. Then: {why}"
+
+
+def choose(cfg: FineTune, rule: Rule, judge: Judge, tracker: RoundTracker, skipped: int, model: nn.Module,
+           base: LoadedModel) -> tuple[str, nn.Module, dict[str, Signal], str, LoadedModel | None]:
+    """The guard's choice once the rounds are done: (kept, the delivered module, the held-out
+    signals it was judged on, the reason, the base's single-frame network or None)."""
+    signals = judge.signals(tracker.best_scores)
+    if not cfg.guard:
+        keep, reason = True, "guard off (fine_tune.guard: false): the fine-tuned model is delivered unchecked"
+    elif tracker.best is None and tracker.last is not None:  # every round run was undone: report what it measured
+        signals = tracker.last
+        also = f" and {skipped} later round(s) skipped" if skipped else ""
+        keep, reason = False, f"round {tracker.report[-1]['round']} was undone{also}: {tracker.report[-1]['guard']}"
+    else:
+        keep, reason = rule.decide(signals)
+    delivered, single = (model if keep else base.module), base.single_frame()
+    kept = "fine_tuned" if keep else "base"
+    if single is not None and cfg.guard:  # a multi-frame base: its single-frame network is the third choice
+        kept, delivered, signals, reason = _versus_single_frame(judge, rule, single, kept, delivered, signals, reason,
+                                                                tracker.best_scores if keep else judge.base_scores)
+    return kept, delivered, signals, reason, single

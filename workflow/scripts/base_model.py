@@ -3,4 +3,4 @@ from videnhance.step import rule_step
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 with rule_step(sm) as settings:
-    pipeline.pretrain_load(**sm.input, **sm.output, settings=settings)
+    pipeline.base_model(**sm.input, **sm.output, settings=settings)
