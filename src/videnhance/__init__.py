@@ -1,3 +1,3 @@
 """videnhance: make videos sharper by fine-tuning a super-resolution model on each video."""
 
-__version__ = "0.5.0"  # 0.5: typed settings, the temporal model, flicker in the scores (benchmark scores gain a column)
+__version__ = "0.6.0"  # 0.6: SPAN/SRMD bases by default, scale 3, the base_model rule (0.5 results folders rerun from it)
