@@ -160,30 +160,38 @@ def test_yuv_transport_matches_rgb24(tmp_path):
     assert np.abs(a - b).mean() < 2.0 and np.abs(a.mean() - b.mean()) < 1.0
 
 
-def test_choose_layout():
-    meta = VideoMeta(path="x", width=1280, height=720, fps_num=25, fps_den=1, frames=1, duration=1.0, codec="h264",
-                     pix_fmt="yuv420p")
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    x264, lossless = EncodeSettings(), EncodeSettings(codec="ffv1")
+_META = dict(path="x", width=1280, height=720, fps_num=25, fps_den=1, frames=1, duration=1.0, codec="h264")
 
-    def pick(transport, dev=cuda, m=meta, s=x264):
-        layout = choose_layout(transport, dev, m, s)
-        return layout.read, layout.write
+# (transport asked, device, source pix_fmt, source width, encode settings) → (read, write)
+LAYOUTS = [
+    ("auto", "cuda", "yuv420p", 1280, {}, ("yuv420p", "yuv420p")),
+    ("auto", "cpu", "yuv420p", 1280, {}, ("rgb24", "rgb24")),  # swscale converts cheaper than torch on a CPU
+    ("yuv420p", "cpu", "yuv420p", 1280, {}, ("yuv420p", "yuv420p")),
+    ("rgb24", "cuda", "yuv420p", 1280, {}, ("rgb24", "rgb24")),
+    ("auto", "cuda", "yuv420p", 1280, {"codec": "ffv1"}, ("yuv420p", "rgb24")),  # FFV1 is RGB
+    ("auto", "cuda", "yuv420p", 1280, {"pix_fmt": "yuv444p"}, ("yuv420p", "rgb24")),
+    ("auto", "cuda", "yuv420p10le", 1280, {}, ("yuv420p10le", "yuv420p")),
+    ("auto", "cuda", "yuv420p10le", 1280, {"pix_fmt": "yuv420p10le"}, ("yuv420p10le", "yuv420p10le")),
+    ("auto", "cuda", "yuv422p10le", 1280, {}, ("rgb24", "yuv420p")),
+    ("auto", "cuda", "yuv420p", 1279, {}, ("rgb24", "rgb24")),  # odd width: no 4:2:0 planes
+    ("auto", "cuda", "yuvj420p", 640, {}, ("yuv420p", "yuv420p")),  # full range, read as it is
+    ("auto", "cuda", "bt2020c", 640, {}, ("rgb24", "rgb24")),  # constant luminance is not a matrix: ffmpeg converts
+]
 
-    assert pick("auto") == ("yuv420p", "yuv420p")
-    assert pick("auto", cpu) == ("rgb24", "rgb24")  # swscale converts cheaper than torch on a CPU
-    assert pick("yuv420p", cpu) == ("yuv420p", "yuv420p")
-    assert pick("rgb24") == ("rgb24", "rgb24")
-    assert pick("auto", s=lossless) == ("yuv420p", "rgb24")  # FFV1 is RGB
-    assert pick("auto", s=EncodeSettings(pix_fmt="yuv444p")) == ("yuv420p", "rgb24")
-    ten_bit = VideoMeta(**{**meta.__dict__, "pix_fmt": "yuv420p10le"})
-    assert pick("auto", m=ten_bit) == ("yuv420p10le", "yuv420p")
-    assert pick("auto", m=ten_bit, s=EncodeSettings(pix_fmt="yuv420p10le")) == ("yuv420p10le", "yuv420p10le")
-    assert pick("auto", m=VideoMeta(**{**meta.__dict__, "pix_fmt": "yuv422p10le"})) == ("rgb24", "yuv420p")
-    odd = VideoMeta(**{**meta.__dict__, "width": 1279})
-    assert pick("auto", m=odd) == ("rgb24", "rgb24")
+
+@pytest.mark.parametrize(("transport", "device", "source", "width", "encode", "expected"), LAYOUTS,
+                         ids=[f"{t}-{d}-{s}-{w}-{'-'.join(map(str, e.values())) or 'x264'}"
+                              for t, d, s, w, e, _ in LAYOUTS])
+def test_choose_layout(transport, device, source, width, encode, expected):
+    pix_fmt, extra = (source, {}) if source != "bt2020c" else ("yuv420p", {"color_space": "bt2020c"})
+    meta = VideoMeta(**{**_META, "width": width}, pix_fmt=pix_fmt, **extra)
+    layout = choose_layout(transport, torch.device(device), meta, EncodeSettings(**encode))
+    assert (layout.read, layout.write) == expected
+
+
+def test_choose_layout_refuses_an_unknown_transport():
     with pytest.raises(ValueError, match="transport"):
-        choose_layout("nv12", cpu, meta, x264)
+        choose_layout("nv12", torch.device("cpu"), VideoMeta(**_META, pix_fmt="yuv420p"), EncodeSettings())
 
 
 def test_pal_and_jpeg_sources_keep_their_gamma_tags(tmp_path):
@@ -216,13 +224,11 @@ def test_untagged_rotated_clip_is_guessed_from_its_coded_size(tmp_path):
     assert Colour.of(360, 640).matrix == "bt709"  # what the display size alone would have given
 
 
-def test_choose_layout_for_full_range_and_constant_luminance():
-    base = dict(path="x", width=640, height=480, fps_num=25, fps_den=1, frames=1, duration=1.0, codec="h264")
+def test_full_range_and_constant_luminance_keep_their_tags():
+    base = dict(_META, width=640, height=480)
     cuda = torch.device("cuda")
     jpeg = choose_layout("auto", cuda, VideoMeta(**base, pix_fmt="yuvj420p"), EncodeSettings())
-    assert (jpeg.read, jpeg.write, jpeg.colour.range) == ("yuv420p", "yuv420p", "pc")
-    cl = choose_layout("auto", cuda, VideoMeta(**base, pix_fmt="yuv420p", color_space="bt2020c"), EncodeSettings())
-    assert (cl.read, cl.write) == ("rgb24", "rgb24")  # not a linear matrix: ffmpeg converts
+    assert jpeg.colour.range == "pc"
     assert Colour(matrix="bt2020c").encode_args()[:2] == ["-colorspace", "bt2020nc"]
 
 
