@@ -54,6 +54,7 @@ def test_fine_tune_is_deterministic_on_cpu(tmp_path):
     pd.testing.assert_frame_equal(history_a.drop(columns="time"), history_b.drop(columns="time"))
     verdicts = [json.loads((tmp_path / f"{run}.json").read_text()) for run in ("a", "b")]
     assert verdicts[0]["round_report"] == verdicts[1]["round_report"] and verdicts[0]["steps"] > 0
+    assert verdicts[0]["threads"] == torch.get_num_threads()  # part of what the weights depend on
 
 
 @pytest.mark.parametrize("patience", [1, 0])

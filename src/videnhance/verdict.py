@@ -37,6 +37,7 @@ class Verdict:
     pairs: str | None = None  # near_scale or frame
     device: str | None = None
     it_per_s: float | None = None
+    threads: int | None = None  # torch's threads: on a CPU the weights depend on it (docs/robustness.md #27)
     resumed_from_epoch: int | None = None
     rounds: int | None = None
     rounds_run: int | None = None

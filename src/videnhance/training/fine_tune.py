@@ -153,7 +153,7 @@ class Rounds:
         return {"seconds": round(t["seconds"], 2), "steps": t["steps"],
                 "it_per_s": round(t["steps"] / max(t["seconds"], 1e-9), 3),
                 "resumed_from_epoch": t["resumed_from_epoch"],
-                "rounds": self.count, "rounds_run": self.run}
+                "rounds": self.count, "rounds_run": self.run, "threads": torch.get_num_threads()}
 
 
 @dataclass(frozen=True)
