@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +48,16 @@ def test_report_tables_and_plots(tmp_path):
     assert (row.guard_signal, row.guard_gain_db) == ("near_scale", 0.4321)
     assert (out / "g.png").read_bytes()[:4] == b"\x89PNG" and (out / "g.png").stat().st_size > 1000
     page = (out / "s.html").read_text()
-    assert page.count("<tr") == 1 + 5 and "<script>" in page and "http" not in page  # self-contained
+    assert "<script>" in page and "http" not in page  # self-contained
+    # the page opens on a sentence per protocol, then the compact table; every column behind a toggle
+    assert ("2 ground-truth clips: delivered +0.50 dB over the base model and +2.00 dB over bicubic "
+            "(mean Y-PSNR; 2 of 2 fine-tuned).") in page
+    assert "1 self-validated clip: delivered +0.50 dB" in page
+    compact, rest = page.split("<table id='summary' class='sortable'>")[1].split("</table>", 1)
+    assert compact.count("<tr") == 1 + 5 and "<th>delivered Y-PSNR (dB)</th>" in compact
+    assert '>+0.50</td>' in compact and '>32.15</td>' in compact and "d_fine_tuned" not in compact
+    full = rest.split("<details><summary>Every column (as in <a href='s.csv'>s.csv</a>)</summary>")[1]
+    assert full.count("<tr") == 1 + 5 and "<th>d_fine_tuned_vs_milestone_db</th>" in full
 
 
 def test_a_multi_frame_base_gets_a_single_frame_row(tmp_path):
@@ -169,7 +180,14 @@ def test_a_report_after_a_failed_run_lists_every_video(tmp_path):
     assert "| bad\\|name | failed | probe | bad.mp4: not a readable video | results/bad/logs/probe.log |" in md
     table = pd.read_csv(out / "s.csv")
     assert table.set_index("video").loc["bad|name", "failed_step"] == "probe"
-    assert '<tr class="failed">' in (out / "s.html").read_text()
+    page = (out / "s.html").read_text()
+    failed = page.split("<table id='failed' class='sortable'>")[1].split("</table>")[0]
+    # the failed video: its step, its one-line error and its log, linked relative to the page
+    assert ('<tr class="failed"><td class="t">bad|name</td><td class="t">failed</td><td class="t">probe</td>'
+            '<td class="t why">bad.mp4: not a readable video</td>') in failed
+    log_href = Path(os.path.relpath(Path("results/bad/logs/probe.log").resolve(), out.resolve())).as_posix()
+    assert f'<a href="{log_href}">probe.log</a>' in failed and "not run" in failed
+    assert "2 of 4 videos did not finish" in page
 
 
 def test_the_run_plot_summarises_many_videos(tmp_path):

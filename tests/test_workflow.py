@@ -84,7 +84,8 @@ def test_report_has_every_video_and_plots(run):
     assert set(summary.video) == {v for v, _, _ in ROWS} | {"overall"}
     assert summary.kept.notna().all() and set(summary.status) == {"done", "2 of 3 videos", "1 of 3 videos"}
     assert (run / "results" / "report" / "gains.png").read_bytes()[:4] == b"\x89PNG"
-    assert "<table id='summary'>" in (run / "results" / "report" / "summary.html").read_text()
+    page = (run / "results" / "report" / "summary.html").read_text()
+    assert "<table id='summary' class='sortable'>" in page and "ground-truth clips: delivered" in page
     for vid, _, _ in ROWS:  # each video's own plots, not one figure of every video
         assert (run / "results" / vid / "psnr_per_frame.png").read_bytes()[:4] == b"\x89PNG"
     snakemake(run, "--report", "report.html")

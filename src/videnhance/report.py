@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -232,34 +233,104 @@ def plot_gains(summary: pd.DataFrame, out_png: str | Path) -> None:
 
 
 HTML_SCRIPT = """
-const table = document.getElementById('summary');
-const rows = () => Array.from(table.tBodies[0].rows);
+const sortable = Array.from(document.querySelectorAll('table.sortable'));
 document.getElementById('filter').addEventListener('input', e => {
   const words = e.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
-  for (const r of rows()) r.hidden = !words.every(w => r.textContent.toLowerCase().includes(w));
+  for (const table of sortable) for (const r of table.tBodies[0].rows)
+    r.hidden = !words.every(w => r.textContent.toLowerCase().includes(w));
 });
-Array.from(table.tHead.rows[0].cells).forEach((th, col) => th.addEventListener('click', () => {
-  const up = th.dataset.order !== 'up';
-  for (const other of table.tHead.rows[0].cells) delete other.dataset.order;
-  th.dataset.order = up ? 'up' : 'down';
-  const key = r => { const v = r.cells[col].dataset.v; return v === undefined ? r.cells[col].textContent : +v; };
-  const sorted = rows().sort((a, b) => { const x = key(a), y = key(b);
-    const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
-    return up ? c : -c; });
-  for (const r of sorted) table.tBodies[0].appendChild(r);
-}));
+for (const table of sortable) {
+  const rows = () => Array.from(table.tBodies[0].rows);
+  Array.from(table.tHead.rows[0].cells).forEach((th, col) => th.addEventListener('click', () => {
+    const up = th.dataset.order !== 'up';
+    for (const other of table.tHead.rows[0].cells) delete other.dataset.order;
+    th.dataset.order = up ? 'up' : 'down';
+    const key = r => { const v = r.cells[col].dataset.v; return v === undefined ? r.cells[col].textContent : +v; };
+    const sorted = rows().sort((a, b) => { const x = key(a), y = key(b);
+      const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      return up ? c : -c; });
+    for (const r of sorted) table.tBodies[0].appendChild(r);
+  }));
+}
 """
-HTML_STYLE = ("body{font:13px sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-              "padding:2px 6px;text-align:right}td:first-child,td.t{text-align:left}th{cursor:pointer;"
+HTML_STYLE = ("body{font:13px sans-serif;margin:1em;max-width:100em}table{border-collapse:collapse;margin:0.5em 0}"
+              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
+              "td:first-child,td.t{text-align:left}td.why{white-space:normal;max-width:40em}th{cursor:pointer;"
               "background:#eee;position:sticky;top:0}th[data-order=up]:after{content:' ▲'}"
               "th[data-order=down]:after{content:' ▼'}tr.failed{background:#fdd}tr.overall{font-weight:bold}"
-              "#filter{width:30em;margin:0.5em 0}")
+              "#filter{width:30em;margin:0.5em 0}p.headline{font-size:15px;margin:0.3em 0}"
+              "details{margin:1em 0}details table{font-size:12px}")
+
+# the compact table: (heading, summary column or a function of the row, decimals)
+COMPACT = [
+    ("video", "video", None), ("×", "scale", 0), ("frames", "frames", 0),
+    ("bicubic Y-PSNR (dB)", "bicubic_psnr_y", 2), ("base Y-PSNR (dB)", "milestone_psnr_y", 2),
+    ("delivered Y-PSNR (dB)", "fine_tuned_psnr_y", 2), ("Δ vs base (dB)", "d_fine_tuned_vs_milestone_db", 2),
+    ("Δ vs bicubic (dB)", "d_fine_tuned_vs_bicubic_db", 2), ("delivered SSIM", "fine_tuned_ssim_y", 4),
+    ("flicker (levels of 255)", "fine_tuned_flicker", 2), ("kept", "kept", None), ("status", "status", None),
+]
 
 
-def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: list[dict] | None = None) -> None:
-    """The whole summary as one self-contained page (no downloads): click a heading to sort by it,
-    type in the box to keep the rows holding every word (a video name, "failed", a step). `bases`
-    (`base_rows`): the base models, as a table under it."""
+def headline(summary: pd.DataFrame) -> list[str]:
+    """One sentence per protocol: how many clips, and by how much what was delivered beat the base
+    model and bicubic on average (Y-PSNR); then one for the videos that did not finish."""
+    lines = []
+    scored = _scored(summary)
+    total = len(summary[summary.video != "overall"].video.unique())
+    for protocol, group in scored.groupby("protocol", sort=False):
+        n, fine = len(group), int((group.kept == "fine_tuned").sum())
+        noun = "ground-truth clip" if protocol == "ground truth" else "self-validated clip"
+        kept = f"{fine} of {n} fine-tuned" + ("" if fine == n else f", {n - fine} kept the base model")
+        over_base, over_bicubic = group.d_fine_tuned_vs_milestone_db.mean(), group.d_fine_tuned_vs_bicubic_db.mean()
+        lines.append(f"{n} {noun}{'s' if n != 1 else ''}: delivered {over_base:+.2f} dB over the base model and "
+                     f"{over_bicubic:+.2f} dB over bicubic (mean Y-PSNR; {kept}).")
+    missing = _not_done(summary)
+    if len(missing):
+        lines.append(f"{len(missing)} of {total} videos did not finish: below, with the step and the error.")
+    return lines
+
+
+def _cell(value, decimals: int | None, cls: str = "") -> str:
+    if isinstance(value, float) and pd.isna(value) or value is None or value == "":
+        return "<td></td>"
+    if decimals is not None and isinstance(value, int | float) and not isinstance(value, bool):
+        text = f"{value:+.{decimals}f}" if "Δ" in cls else f"{value:.{decimals}f}"
+        return f'<td data-v="{value!r}">{text}</td>'
+    return f'<td class="t">{html.escape(str(value))}</td>'
+
+
+def _compact_html(summary: pd.DataFrame) -> str:
+    columns = [(h, c, d) for h, c, d in COMPACT if c in summary and summary[c].notna().any()]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h, _c, _d in columns)
+    body = []
+    for r in summary[(summary.status == "done") | (summary.video == "overall")].to_dict("records"):
+        kind = "overall" if r["video"] == "overall" else ""
+        cells = "".join(_cell(r[c], d, "Δ" if h.startswith("Δ") else "") for h, c, d in columns)
+        body.append(f'<tr class="{kind}">{cells}</tr>')
+    return (f"<table id='summary' class='sortable'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _failed_html(summary: pd.DataFrame, page_dir: Path) -> str:
+    missing = _not_done(summary)
+    if not len(missing):
+        return ""
+    rows = []
+    for r in missing.itertuples():
+        link = "–"
+        if isinstance(r.log, str) and r.log:
+            href = Path(os.path.relpath(Path(r.log).resolve(), page_dir.resolve())).as_posix()
+            link = f'<a href="{html.escape(href)}">{html.escape(Path(r.log).name)}</a>'
+        rows.append(f'<tr class="failed"><td class="t">{html.escape(str(r.video))}</td>'
+                    f'<td class="t">{html.escape(str(r.status))}</td>'
+                    f'<td class="t">{html.escape(str(r.failed_step or "–"))}</td>'
+                    f'<td class="t why">{html.escape(str(r.error or ""))}</td><td class="t">{link}</td></tr>')
+    return ("<h2>Videos that did not finish</h2><table id='failed' class='sortable'><thead><tr><th>video</th>"
+            "<th>status</th><th>step</th><th>error</th><th>log</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _full_html(summary: pd.DataFrame) -> str:
     columns = [c for c in summary.columns if summary[c].notna().any() and (summary[c].astype(str) != "").any()]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
@@ -277,10 +348,24 @@ def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: l
             else:
                 cells.append(f'<td class="t">{html.escape(str(v))}</td>')
         body.append(f'<tr class="{kind}">{"".join(cells)}</tr>')
+    return (f"<table id='full' class='sortable'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: list[dict] | None = None,
+               csv_name: str = "summary.csv") -> None:
+    """The summary as one self-contained page (no downloads): a sentence per protocol, a compact
+    table (what was delivered against the base model and bicubic, with units), the videos that did
+    not finish with a link to each one's log, and every column of `csv_name` behind a toggle. Click
+    a heading to sort by it; type in the box to keep the rows holding every word. `bases`
+    (`base_rows`): the base models, as a table under it."""
+    sentences = "".join(f"<p class='headline'>{html.escape(line)}</p>" for line in headline(summary))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>videnhance report</title>"
-            f"<style>{HTML_STYLE}</style></head><body><h1>videnhance report</h1>"
+            f"<style>{HTML_STYLE}</style></head><body><h1>videnhance report</h1>{sentences}"
             f"<input id='filter' placeholder='filter: words every shown row must contain'>"
-            f"<table id='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"{_compact_html(summary)}{_failed_html(summary, Path(out_html).parent)}"
+            f"<details><summary>Every column (as in <a href='{html.escape(csv_name)}'>{html.escape(csv_name)}</a>)"
+            f"</summary>{_full_html(summary)}</details>"
             f"{_bases_html(bases or [])}<p>{html.escape(notes)}</p><script>{HTML_SCRIPT}</script></body></html>\n")
     atomic_write_text(out_html, page)
 
@@ -343,7 +428,7 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     table = markdown_table(summary)
     base_md = "\n" + bases_table(rows) if rows else ""
     atomic_write_text(out_md, "# videnhance report\n\n" + table + base_md + "\n" + notes + "\n")
-    write_html(summary, out_html, notes, rows)
+    write_html(summary, out_html, notes, rows, Path(out_csv).name)
     plot_gains(summary, out_gains_png)
     done = int((summary.status == "done").sum())
     if len(missing):
