@@ -13,11 +13,12 @@ import json
 import logging
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
 from .files import atomic_output, atomic_write_text
-from .layout import Results
+from .layout import Results, VideoFiles
 from .runs import Outcome, failed_jobs, outcomes
 from .scores import ALL_METHODS, METRICS, methods_in, summarize
 from .verdict import Verdict
@@ -252,14 +253,20 @@ for (const table of sortable) {
     for (const r of sorted) table.tBodies[0].appendChild(r);
   }));
 }
+const openTarget = () => { const d = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (d && d.tagName === 'DETAILS') d.open = true; };
+window.addEventListener('hashchange', openTarget);
+openTarget();
 """
 HTML_STYLE = ("body{font:13px sans-serif;margin:1em;max-width:100em}table{border-collapse:collapse;margin:0.5em 0}"
               "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
-              "td:first-child,td.t{text-align:left}td.why{white-space:normal;max-width:40em}th{cursor:pointer;"
+              "td:first-child,td.t{text-align:left}td.why,td:first-child{white-space:normal;max-width:40em}"
+              "td:first-child{max-width:20em;overflow-wrap:anywhere}th{white-space:normal;cursor:pointer;"
               "background:#eee;position:sticky;top:0}th[data-order=up]:after{content:' ▲'}"
               "th[data-order=down]:after{content:' ▼'}tr.failed{background:#fdd}tr.overall{font-weight:bold}"
               "#filter{width:30em;margin:0.5em 0}p.headline{font-size:15px;margin:0.3em 0}"
-              "details{margin:1em 0}details table{font-size:12px}")
+              "details{margin:1em 0}details table{font-size:12px}details.video img,details.video video{max-width:100%;"
+              "display:block;margin:0.3em 0}details.video>summary{font-size:14px;font-weight:bold}")
 
 # the compact table: (heading, summary column or a function of the row, decimals)
 COMPACT = [
@@ -277,7 +284,9 @@ def headline(summary: pd.DataFrame) -> list[str]:
     lines = []
     scored = _scored(summary)
     total = len(summary[summary.video != "overall"].video.unique())
-    for protocol, group in scored.groupby("protocol", sort=False):
+    protocols = sorted(scored.protocol.unique(), key=lambda p: p != "ground truth")  # the unbiased measure first
+    for protocol in protocols:
+        group = scored[scored.protocol == protocol]
         n, fine = len(group), int((group.kept == "fine_tuned").sum())
         noun = "ground-truth clip" if protocol == "ground truth" else "self-validated clip"
         kept = f"{fine} of {n} fine-tuned" + ("" if fine == n else f", {n - fine} kept the base model")
@@ -299,13 +308,21 @@ def _cell(value, decimals: int | None, cls: str = "") -> str:
     return f'<td class="t">{html.escape(str(value))}</td>'
 
 
-def _compact_html(summary: pd.DataFrame) -> str:
+def _compact_html(summary: pd.DataFrame, linked: bool = False) -> str:
     columns = [(h, c, d) for h, c, d in COMPACT if c in summary and summary[c].notna().any()]
     head = "".join(f"<th>{html.escape(h)}</th>" for h, _c, _d in columns)
     body = []
+    index = 0
     for r in summary[(summary.status == "done") | (summary.video == "overall")].to_dict("records"):
         kind = "overall" if r["video"] == "overall" else ""
         cells = "".join(_cell(r[c], d, "Δ" if h.startswith("Δ") else "") for h, c, d in columns)
+        if kind:  # which protocol's mean
+            label = f"overall, {html.escape(str(r['protocol']))}"
+            cells = cells.replace('<td class="t">overall</td>', f'<td class="t">{label}</td>', 1)
+        elif linked:  # the video's name links to its section below
+            cells = cells.replace(f'<td class="t">{html.escape(str(r["video"]))}</td>',
+                                  f'<td class="t"><a href="#video-{index}">{html.escape(str(r["video"]))}</a></td>', 1)
+            index += 1
         body.append(f'<tr class="{kind}">{cells}</tr>')
     return (f"<table id='summary' class='sortable'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -352,20 +369,88 @@ def _full_html(summary: pd.DataFrame) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+OPEN_UP_TO = 10  # videos whose sections open with the page; above that they open when their row is clicked
+
+
+def _href(path: str | Path, page_dir: Path) -> str:
+    """`path` relative to the page, URL-quoted and escaped for an attribute: the report folder
+    can be copied with the results or served as it is."""
+    return html.escape(quote(Path(os.path.relpath(Path(path).resolve(), page_dir.resolve())).as_posix()), quote=True)
+
+
+def _gain(signal: dict | None) -> str:
+    if not signal:
+        return "–"
+    return f"{signal['gain_db']:+.3f} ± {signal['stderr_db']:.3f}"
+
+
+def _rounds_html(verdict: Verdict) -> str:
+    """The guard's rounds: the rate, both held-out signals, kept or undone, and why."""
+    if not verdict.round_report:
+        return f"<p>{html.escape(verdict.reason or 'no fine-tuning rounds')}</p>"
+    rows = []
+    for r in verdict.round_report:
+        signals = r.get("signals", {})
+        rows.append(f"<tr><td data-v='{r.get('round')}'>{r.get('round')}</td><td>{r.get('lr', '–'):.2g}</td>"
+                    f"<td>{_gain(signals.get('near_scale'))}</td><td>{_gain(signals.get('frame'))}</td>"
+                    f"<td class='t'>{'kept' if r.get('kept') else 'undone'}</td>"
+                    f"<td class='t why'>{html.escape(str(r.get('guard', '')))}</td></tr>")
+    return ("<table class='rounds'><thead><tr><th>round</th><th>rate</th><th>near-scale gain (dB ± s.e.)</th>"
+            "<th>frame-pair gain (dB ± s.e.)</th><th>guard</th><th>reason</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table><p>{html.escape(verdict.reason)}</p>")
+
+
+def _videos_html(summary: pd.DataFrame, videos: dict[str, VideoFiles], page_dir: Path) -> str:
+    """One section per scored video: its crops, its per-frame plot, the side-by-side video playing
+    in the page (and the file beside it), and the guard's rounds. Only files that exist are shown
+    (a video that failed after scoring has no side-by-side). Images load lazily and videos only
+    when played, so the page opens as fast at 1000 videos as at 3."""
+    scored = _scored(summary)
+    if not len(scored) or not videos:
+        return ""
+    sections = []
+    opened = " open" if len(scored) <= OPEN_UP_TO else ""
+    for i, r in enumerate(scored.to_dict("records")):
+        files = videos.get(r["video"])
+        if files is None:
+            continue
+        name = html.escape(str(r["video"]))
+        parts = []
+        if Path(files.crops).is_file():
+            parts.append(f"<img src='{_href(files.crops, page_dir)}' loading='lazy' alt='crops of {name}: ground "
+                         "truth or input, bicubic, base model, fine-tuned'>")
+        if Path(files.per_frame).is_file():
+            parts.append(f"<img src='{_href(files.per_frame, page_dir)}' loading='lazy' "
+                         f"alt='per-frame Y-PSNR of {name}'>")
+        if Path(files.side_by_side).is_file():
+            href = _href(files.side_by_side, page_dir)
+            parts.append(f"<div><video controls preload='none' src='{href}'></video><br>"
+                         f"<a href='{href}'>side_by_side.mp4</a> (input upscaled by bicubic | enhanced)</div>")
+        if Path(files.verdict).is_file():
+            parts.append(_rounds_html(Verdict.read(files.verdict)))
+        delta = r.get("d_fine_tuned_vs_milestone_db")
+        headline_ = f"{name}: {html.escape(str(r['kept']))}" + ("" if pd.isna(delta) else f", {delta:+.2f} dB vs base")
+        sections.append(f"<details class='video' id='video-{i}'{opened}><summary>{headline_}</summary>"
+                        f"{''.join(parts)}</details>")
+    return "<h2>Videos</h2>" + "".join(sections)
+
+
 def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: list[dict] | None = None,
-               csv_name: str = "summary.csv") -> None:
+               csv_name: str = "summary.csv", videos: dict[str, VideoFiles] | None = None) -> None:
     """The summary as one self-contained page (no downloads): a sentence per protocol, a compact
     table (what was delivered against the base model and bicubic, with units), the videos that did
     not finish with a link to each one's log, and every column of `csv_name` behind a toggle. Click
     a heading to sort by it; type in the box to keep the rows holding every word. `bases`
-    (`base_rows`): the base models, as a table under it."""
+    (`base_rows`): the base models, as a table under it. `videos`: each scored video's folder,
+    for its section (crops, per-frame plot, side-by-side video, the guard's rounds)."""
+    page_dir = Path(out_html).parent
     sentences = "".join(f"<p class='headline'>{html.escape(line)}</p>" for line in headline(summary))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>videnhance report</title>"
             f"<style>{HTML_STYLE}</style></head><body><h1>videnhance report</h1>{sentences}"
             f"<input id='filter' placeholder='filter: words every shown row must contain'>"
-            f"{_compact_html(summary)}{_failed_html(summary, Path(out_html).parent)}"
+            f"{_compact_html(summary, bool(videos))}{_failed_html(summary, page_dir)}"
             f"<details><summary>Every column (as in <a href='{html.escape(csv_name)}'>{html.escape(csv_name)}</a>)"
-            f"</summary>{_full_html(summary)}</details>"
+            f"</summary>{_full_html(summary)}</details>{_videos_html(summary, videos or {}, page_dir)}"
             f"{_bases_html(bases or [])}<p>{html.escape(notes)}</p><script>{HTML_SCRIPT}</script></body></html>\n")
     atomic_write_text(out_html, page)
 
@@ -428,7 +513,8 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     table = markdown_table(summary)
     base_md = "\n" + bases_table(rows) if rows else ""
     atomic_write_text(out_md, "# videnhance report\n\n" + table + base_md + "\n" + notes + "\n")
-    write_html(summary, out_html, notes, rows, Path(out_csv).name)
+    folders = {Path(f).parent.name: VideoFiles(str(Path(f).parent)) for f in verdict_files}
+    write_html(summary, out_html, notes, rows, Path(out_csv).name, folders)
     plot_gains(summary, out_gains_png)
     done = int((summary.status == "done").sum())
     if len(missing):

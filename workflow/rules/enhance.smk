@@ -76,7 +76,13 @@ rule reassemble:
         input_video=input_video,
     output:
         deliverable=V.deliverable(EXT),
-        side_by_side=V.side_by_side,
+        side_by_side=report(
+            V.side_by_side,
+            caption="../report/side_by_side.rst",
+            category="Videos",
+            subcategory="{video}",
+            labels={"video": "{video}", "figure": "side by side"},
+        ),
     log:
         V.log("reassemble"),
     benchmark:

@@ -109,6 +109,10 @@ rule report:
         verdicts=expand(V.verdict, video=VIDEOS),
         metas=expand(V.meta, video=VIDEOS),
         bases=sorted({R.base(s["scale"]) for s in SETTINGS.values()}),
+        # shown in summary.html's section of each video
+        crops=expand(V.crops, video=VIDEOS),
+        per_frame=expand(V.per_frame, video=VIDEOS),
+        side_by_side=expand(V.side_by_side, video=VIDEOS),
     output:
         csv=report(
             R.report("summary.csv"),
