@@ -297,9 +297,13 @@ def join_scores(*, parts: list[str | Path], scores: str | Path, crops: str | Pat
 
 def report(*, scores: list[str], verdicts: list[str], metas: list[str], csv: str | Path, md: str | Path,
            html: str | Path, gains: str | Path, run: str | Path, settings: Settings,
-           outcomes: list | None = None, bases: list[str] | None = None) -> None:
+           outcomes: list | None = None, bases: list[str] | None = None, crops: list[str] = (),
+           per_frame: list[str] = (), side_by_side: list[str] = ()) -> None:
     """The run's summary table and plots from every video's scores and verdict; `outcomes`
-    (`runs.outcomes`) after a failed run, for the videos that did not finish."""
+    (`runs.outcomes`) after a failed run, for the videos that did not finish. `crops`,
+    `per_frame` and `side_by_side` are the rule's way of waiting for the files summary.html shows
+    in each video's section; the page finds them beside each video's verdict and links those that
+    exist."""
     from .report import write_report
 
     write_report(scores, verdicts, scales=settings.scales, out_csv=csv, out_md=md, out_html=html, out_gains_png=gains,
