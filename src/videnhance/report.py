@@ -304,7 +304,7 @@ def _cell(value, decimals: int | None, cls: str = "") -> str:
         return "<td></td>"
     if decimals is not None and isinstance(value, int | float) and not isinstance(value, bool):
         text = f"{value:+.{decimals}f}" if "Δ" in cls else f"{value:.{decimals}f}"
-        return f'<td data-v="{value!r}">{text}</td>'
+        return f'<td data-v="{value:.7g}">{text}</td>'
     return f'<td class="t">{html.escape(str(value))}</td>'
 
 
@@ -358,8 +358,8 @@ def _full_html(summary: pd.DataFrame) -> str:
             v = r[c]
             if isinstance(v, float) and pd.isna(v):
                 cells.append("<td></td>")
-            elif isinstance(v, float):  # data-v: the exact value the column sorts by
-                cells.append(f'<td data-v="{v!r}">{v:.{4 if abs(v) < 10 else 2}f}</td>')
+            elif isinstance(v, float):  # data-v: the value the column sorts by (7 digits: the page stays small)
+                cells.append(f'<td data-v="{v:.7g}">{v:.{4 if abs(v) < 10 else 2}f}</td>')
             elif isinstance(v, int) and not isinstance(v, bool):
                 cells.append(f'<td data-v="{v}">{v}</td>')
             else:
