@@ -16,7 +16,7 @@ DEFAULT_ARCH = "srresnet"  # `auto` chooses for the default architecture; anothe
 # fine_tune.lr: auto → the peak rate measured per base (docs/quality.md). By architecture where it
 # was measured; else by kind: a residual net of ours (zero tail = bicubic) takes 2e-3 (the ×2
 # sweep), a network trained elsewhere to full output 2e-4 (waifu2x, animevideov3).
-AUTO_LR = {"span": 3e-4, "srmd": 3e-4, "upconv7": 2e-4}
+AUTO_LR = {"span": 3e-4, "srmd": 1e-4, "upconv7": 2e-4}
 AUTO_LR_BY_KIND = {"residual": 2e-3, "full_output": 2e-4}
 
 
