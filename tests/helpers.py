@@ -102,3 +102,26 @@ def video_pairs(tmp_path: Path, n: int = 8) -> None:
     is_val[-2:] = True
     save_pairs(tmp_path / "pairs.npz", np.stack(lrs), np.stack(hrs), is_val, np.arange(n))
     tiny_model(path=tmp_path / "base.pt")
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")  # Debian's packages
+
+
+def chromium(user_data_dir: str | Path, width: int = 1400, height: int = 1000):
+    """Debian's chromium, headless, driven by Selenium through chromedriver: nothing downloaded, a
+    fresh profile in `user_data_dir`, the console kept, and a viewport of exactly width × height."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                "--disable-component-update", "--disable-sync", f"--window-size={width},{height}",
+                f"--user-data-dir={user_data_dir}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    # --window-size counts the window, not what the page gets
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    return driver

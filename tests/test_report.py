@@ -203,7 +203,7 @@ def test_the_run_plot_summarises_many_videos(tmp_path):
                                                                          "fine_tuned": 1.5 + k / 40})
         (tmp_path / video / "meta.json").write_text(json.dumps({"width": 64 + k, "height": 48}))
         files.append(tmp_path / video / "scores.csv")
-    summary = build_summary(files, [], {}, metas={f.parent.name: f.parent / "meta.json" for f in files})
+    summary = build_summary(files, {}, {}, metas={f.parent.name: f.parent / "meta.json" for f in files})
     assert summary.width.iloc[3] == 67 and np.isclose(summary.motion_px.iloc[0], float("nan"), equal_nan=True)
     plot_gains(summary, tmp_path / "g.png")
     few = tmp_path / "few.png"

@@ -24,12 +24,10 @@ from videnhance.layout import Results
 from videnhance.report import write_report
 from videnhance.runs import Outcome
 
-from .helpers import REPO, lavfi_clip
+from .helpers import CHROMEDRIVER, CHROMIUM, REPO, chromium, lavfi_clip
 
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-MISSING = [str(p) for p in (CHROMIUM, DRIVER) if not p.exists()]
+MISSING = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
 try:
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - the dev extra installs it
@@ -93,19 +91,7 @@ def report(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(DRIVER)))
-    # the viewport itself 1400×1000 (--window-size counts the window, not what the page gets)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
 

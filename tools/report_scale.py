@@ -82,17 +82,11 @@ def synthetic_run(folder: Path, n: int, frames: int = 100, seed: int = 0) -> lis
 
 def browser_load_ms(page: Path) -> dict:
     """Open `page` in headless chromium, 1400×1000; the navigation timing's DOMContentLoaded and load."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    sys.path.insert(0, str(REPO))
+    from tests.helpers import chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as profile:
-        for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                    "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                    f"--user-data-dir={profile}"):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
+        driver = chromium(profile)
         try:
             driver.get(page.as_uri())
             nav = driver.execute_script("const n = performance.getEntriesByType('navigation')[0];"

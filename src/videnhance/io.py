@@ -99,6 +99,7 @@ class VideoMeta:
     audio: list[dict] = field(default_factory=list)
     subtitles: list[dict] = field(default_factory=list)
     vfr: bool = False  # frame durations differ: reassemble restores the source's timestamps
+    start: float = 0.0  # the first frame's presentation time, seconds: the output's video starts there too
     alpha: bool = False  # an alpha channel, which is dropped (frames are decoded as RGB)
     # colour tags as ffmpeg names ("" = not tagged); `colour` fills the gaps
     color_space: str = ""
@@ -187,6 +188,7 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
     timestamps, time_base = frame_timestamps(path)
     frames = count_frames(path) if decode_check else len(timestamps)
     vfr = off_grid(timestamps, time_base, rate)
+    start = float(int(timestamps[0]) * time_base) if len(timestamps) else 0.0
     alpha = has_alpha(pix_fmt) or side_alpha
     if rotation % 180:
         width, height = height, width
@@ -195,7 +197,7 @@ def probe(path: str | Path, decode_check: bool = True) -> VideoMeta:
     return VideoMeta(
         path=str(path), width=width, height=height, fps_num=rate.numerator, fps_den=rate.denominator,
         frames=frames, duration=duration, codec=codec, pix_fmt=pix_fmt, rotation=rotation,
-        audio=audio, subtitles=subtitles, vfr=vfr, alpha=alpha, **tags,
+        audio=audio, subtitles=subtitles, vfr=vfr, start=start, alpha=alpha, **tags,
     )
 
 
@@ -615,9 +617,8 @@ def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
     """
     meta = source_meta or probe(source_path)
     out_path = Path(out_path)
-    timestamps, time_base = frame_timestamps(source_path)
-    start = float(timestamps[0] * time_base) if len(timestamps) else 0.0
     if meta.vfr:  # the enhanced stream was written at a constant rate: give it the source's timing
+        timestamps, time_base = frame_timestamps(source_path)
         if len(timestamps) == meta.frames:
             retimed = out_path.with_name(f".{out_path.stem}.retimed.mkv")
             retime(video_path, timestamps, time_base, retimed)
@@ -627,7 +628,7 @@ def mux(video_path: str | Path, source_path: str | Path, out_path: str | Path,
                 retimed.unlink(missing_ok=True)
         log.warning("%s: %d timestamps for %d frames; keeping a constant frame rate", source_path,
                     len(timestamps), meta.frames)
-    _mux(video_path, source_path, out_path, settings, meta, video_start=start)
+    _mux(video_path, source_path, out_path, settings, meta, video_start=meta.start)
 
 
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}

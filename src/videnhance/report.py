@@ -61,18 +61,22 @@ def _read_scores(score_files: list[str | Path]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(f) for f in score_files], ignore_index=True)
 
 
-def build_summary(score_files: list[str | Path], verdict_files: list[str | Path], scales: dict[str, int],
+def read_verdicts(verdict_files: list[str | Path]) -> dict[str, Verdict]:
+    """Each video's verdict, by video (the name of the folder its verdict.json is in)."""
+    return {Path(f).parent.name: Verdict.read(f) for f in verdict_files}
+
+
+def build_summary(score_files: list[str | Path], verdicts: dict[str, Verdict], scales: dict[str, int],
                   metas: dict[str, str | Path] | None = None, outcomes: list[Outcome] | None = None) -> pd.DataFrame:
     """One row per scored video and protocol, one 'overall' row per protocol (the mean over the
     clips), and with `outcomes` one row for each video that did not finish (status, failed step,
-    error, log). `metas`: each video's meta.json, for its frame size."""
+    error, log). `verdicts`: `read_verdicts`; `metas`: each video's meta.json, for its frame size."""
     scores = _read_scores(score_files)
     methods = methods_in(scores)
     means = summarize(scores)
     wide = means.pivot_table(index=["video", "protocol"], columns="method", values=list(METRICS))
     wide.columns = [f"{method}_{metric}" for metric, method in wide.columns]
     wide = wide.reindex(columns=[f"{m}_{k}" for k in METRICS for m in methods]).reset_index()  # flicker may be all NaN
-    verdicts = {Path(f).parent.name: Verdict.read(f) for f in verdict_files}
     sizes = {v: json.loads(Path(p).read_text()) for v, p in (metas or {}).items() if Path(p).is_file()}
     wide["status"] = "done"
     wide["scale"] = wide.video.map(scales)
@@ -268,7 +272,7 @@ HTML_STYLE = ("body{font:13px sans-serif;margin:1em;max-width:100em}table{border
               "details{margin:1em 0}details table{font-size:12px}details.video img,details.video video{max-width:100%;"
               "display:block;margin:0.3em 0}details.video>summary{font-size:14px;font-weight:bold}")
 
-# the compact table: (heading, summary column or a function of the row, decimals)
+# the compact table: (heading, summary column, decimals: None for text)
 COMPACT = [
     ("video", "video", None), ("×", "scale", 0), ("frames", "frames", 0),
     ("bicubic Y-PSNR (dB)", "bicubic_psnr_y", 2), ("base Y-PSNR (dB)", "milestone_psnr_y", 2),
@@ -276,6 +280,7 @@ COMPACT = [
     ("Δ vs bicubic (dB)", "d_fine_tuned_vs_bicubic_db", 2), ("delivered SSIM", "fine_tuned_ssim_y", 4),
     ("flicker (levels of 255)", "fine_tuned_flicker", 2), ("kept", "kept", None), ("status", "status", None),
 ]
+OPEN_UP_TO = 10  # videos whose sections open with the page; above that they open when their row's link is followed
 
 
 def headline(summary: pd.DataFrame) -> list[str]:
@@ -299,31 +304,41 @@ def headline(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _cell(value, decimals: int | None, cls: str = "") -> str:
-    if isinstance(value, float) and pd.isna(value) or value is None or value == "":
+def _cell(value, decimals: int | None = None, signed: bool = False, cls: str = "t") -> str:
+    """A table cell: empty for a missing value; a number with `decimals` (and `data-v`, the value
+    it sorts by, to 7 digits so the page stays small); else escaped text."""
+    if value is None or value == "" or isinstance(value, float) and pd.isna(value):
         return "<td></td>"
     if decimals is not None and isinstance(value, int | float) and not isinstance(value, bool):
-        text = f"{value:+.{decimals}f}" if "Δ" in cls else f"{value:.{decimals}f}"
-        return f'<td data-v="{value:.7g}">{text}</td>'
-    return f'<td class="t">{html.escape(str(value))}</td>'
+        return f'<td data-v="{value:.7g}">{value:{"+" if signed else ""}.{decimals}f}</td>'
+    return f'<td class="{cls}">{html.escape(str(value))}</td>'
 
 
-def _compact_html(summary: pd.DataFrame, linked: bool = False) -> str:
+def _href(path: str | Path, page_dir: Path) -> str:
+    """`path` relative to the page, URL-quoted and escaped for an attribute: the report folder
+    can be copied with the results or served as it is."""
+    return html.escape(quote(Path(os.path.relpath(Path(path).resolve(), page_dir.resolve())).as_posix()), quote=True)
+
+
+def _anchors(summary: pd.DataFrame) -> dict[str, str]:
+    """The id of each scored video's section, which its row in the compact table links to."""
+    return {video: f"video-{i}" for i, video in enumerate(_scored(summary).video)}
+
+
+def _compact_html(summary: pd.DataFrame, anchors: dict[str, str]) -> str:
     columns = [(h, c, d) for h, c, d in COMPACT if c in summary and summary[c].notna().any()]
     head = "".join(f"<th>{html.escape(h)}</th>" for h, _c, _d in columns)
     body = []
-    index = 0
     for r in summary[(summary.status == "done") | (summary.video == "overall")].to_dict("records"):
-        kind = "overall" if r["video"] == "overall" else ""
-        cells = "".join(_cell(r[c], d, "Δ" if h.startswith("Δ") else "") for h, c, d in columns)
-        if kind:  # which protocol's mean
-            label = f"overall, {html.escape(str(r['protocol']))}"
-            cells = cells.replace('<td class="t">overall</td>', f'<td class="t">{label}</td>', 1)
-        elif linked:  # the video's name links to its section below
-            cells = cells.replace(f'<td class="t">{html.escape(str(r["video"]))}</td>',
-                                  f'<td class="t"><a href="#video-{index}">{html.escape(str(r["video"]))}</a></td>', 1)
-            index += 1
-        body.append(f'<tr class="{kind}">{cells}</tr>')
+        overall = r["video"] == "overall"
+        if overall:  # which protocol's mean
+            first = _cell(f"overall, {r['protocol']}")
+        elif r["video"] in anchors:  # the name links to the video's section below
+            first = f'<td class="t"><a href="#{anchors[r["video"]]}">{html.escape(str(r["video"]))}</a></td>'
+        else:
+            first = _cell(r["video"])
+        cells = "".join(_cell(r[c], d, signed=h.startswith("Δ")) for h, c, d in columns[1:])
+        body.append(f'<tr class="{"overall" if overall else ""}">{first}{cells}</tr>')
     return (f"<table id='summary' class='sortable'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
@@ -334,48 +349,27 @@ def _failed_html(summary: pd.DataFrame, page_dir: Path) -> str:
         return ""
     rows = []
     for r in missing.itertuples():
-        link = "–"
+        link = "<td>–</td>"
         if isinstance(r.log, str) and r.log:
-            href = Path(os.path.relpath(Path(r.log).resolve(), page_dir.resolve())).as_posix()
-            link = f'<a href="{html.escape(href)}">{html.escape(Path(r.log).name)}</a>'
-        rows.append(f'<tr class="failed"><td class="t">{html.escape(str(r.video))}</td>'
-                    f'<td class="t">{html.escape(str(r.status))}</td>'
-                    f'<td class="t">{html.escape(str(r.failed_step or "–"))}</td>'
-                    f'<td class="t why">{html.escape(str(r.error or ""))}</td><td class="t">{link}</td></tr>')
+            link = f'<td class="t"><a href="{_href(r.log, page_dir)}">{html.escape(Path(r.log).name)}</a></td>'
+        rows.append(f'<tr class="failed">{_cell(r.video)}{_cell(r.status)}{_cell(r.failed_step or "–")}'
+                    f'{_cell(r.error, cls="t why")}{link}</tr>')
     return ("<h2>Videos that did not finish</h2><table id='failed' class='sortable'><thead><tr><th>video</th>"
             "<th>status</th><th>step</th><th>error</th><th>log</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def _full_html(summary: pd.DataFrame) -> str:
+    """Every column of the CSV, as named there: floats to 4 decimals below 10, else 2."""
     columns = [c for c in summary.columns if summary[c].notna().any() and (summary[c].astype(str) != "").any()]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for r in summary.to_dict("records"):
         kind = "overall" if r["video"] == "overall" else ("failed" if r["status"] != "done" else "")
-        cells = []
-        for c in columns:
-            v = r[c]
-            if isinstance(v, float) and pd.isna(v):
-                cells.append("<td></td>")
-            elif isinstance(v, float):  # data-v: the value the column sorts by (7 digits: the page stays small)
-                cells.append(f'<td data-v="{v:.7g}">{v:.{4 if abs(v) < 10 else 2}f}</td>')
-            elif isinstance(v, int) and not isinstance(v, bool):
-                cells.append(f'<td data-v="{v}">{v}</td>')
-            else:
-                cells.append(f'<td class="t">{html.escape(str(v))}</td>')
-        body.append(f'<tr class="{kind}">{"".join(cells)}</tr>')
+        cells = "".join(_cell(v, (4 if abs(v) < 10 else 2) if isinstance(v, float) else 0) for v in map(r.get, columns))
+        body.append(f'<tr class="{kind}">{cells}</tr>')
     return (f"<table id='full' class='sortable'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
-
-
-OPEN_UP_TO = 10  # videos whose sections open with the page; above that they open when their row is clicked
-
-
-def _href(path: str | Path, page_dir: Path) -> str:
-    """`path` relative to the page, URL-quoted and escaped for an attribute: the report folder
-    can be copied with the results or served as it is."""
-    return html.escape(quote(Path(os.path.relpath(Path(path).resolve(), page_dir.resolve())).as_posix()), quote=True)
 
 
 def _gain(signal: dict | None) -> str:
@@ -391,30 +385,27 @@ def _rounds_html(verdict: Verdict) -> str:
     rows = []
     for r in verdict.round_report:
         signals = r.get("signals", {})
-        rows.append(f"<tr><td data-v='{r.get('round')}'>{r.get('round')}</td><td>{r.get('lr', '–'):.2g}</td>"
+        rows.append(f"<tr>{_cell(r.get('round'), 0)}<td>{r.get('lr', '–'):.2g}</td>"
                     f"<td>{_gain(signals.get('near_scale'))}</td><td>{_gain(signals.get('frame'))}</td>"
-                    f"<td class='t'>{'kept' if r.get('kept') else 'undone'}</td>"
-                    f"<td class='t why'>{html.escape(str(r.get('guard', '')))}</td></tr>")
+                    f"{_cell('kept' if r.get('kept') else 'undone')}{_cell(r.get('guard', ''), cls='t why')}</tr>")
     return ("<table class='rounds'><thead><tr><th>round</th><th>rate</th><th>near-scale gain (dB ± s.e.)</th>"
             "<th>frame-pair gain (dB ± s.e.)</th><th>guard</th><th>reason</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table><p>{html.escape(verdict.reason)}</p>")
 
 
-def _videos_html(summary: pd.DataFrame, videos: dict[str, VideoFiles], page_dir: Path) -> str:
+def _videos_html(summary: pd.DataFrame, anchors: dict[str, str], videos: dict[str, VideoFiles],
+                 verdicts: dict[str, Verdict], page_dir: Path) -> str:
     """One section per scored video: its crops, its per-frame plot, the side-by-side video playing
     in the page (and the file beside it), and the guard's rounds. Only files that exist are shown
     (a video that failed after scoring has no side-by-side). Images load lazily and videos only
     when played, so the page opens as fast at 1000 videos as at 3."""
     scored = _scored(summary)
-    if not len(scored) or not videos:
-        return ""
-    sections = []
     opened = " open" if len(scored) <= OPEN_UP_TO else ""
-    for i, r in enumerate(scored.to_dict("records")):
-        files = videos.get(r["video"])
+    sections = []
+    for r in scored.to_dict("records"):
+        files, name = videos.get(r["video"]), html.escape(str(r["video"]))
         if files is None:
             continue
-        name = html.escape(str(r["video"]))
         parts = []
         if Path(files.crops).is_file():
             parts.append(f"<img src='{_href(files.crops, page_dir)}' loading='lazy' alt='crops of {name}: ground "
@@ -426,31 +417,35 @@ def _videos_html(summary: pd.DataFrame, videos: dict[str, VideoFiles], page_dir:
             href = _href(files.side_by_side, page_dir)
             parts.append(f"<div><video controls preload='none' src='{href}'></video><br>"
                          f"<a href='{href}'>side_by_side.mp4</a> (input upscaled by bicubic | enhanced)</div>")
-        if Path(files.verdict).is_file():
-            parts.append(_rounds_html(Verdict.read(files.verdict)))
+        if r["video"] in verdicts:
+            parts.append(_rounds_html(verdicts[r["video"]]))
         delta = r.get("d_fine_tuned_vs_milestone_db")
-        headline_ = f"{name}: {html.escape(str(r['kept']))}" + ("" if pd.isna(delta) else f", {delta:+.2f} dB vs base")
-        sections.append(f"<details class='video' id='video-{i}'{opened}><summary>{headline_}</summary>"
+        title = f"{name}: {html.escape(str(r['kept']))}" + ("" if pd.isna(delta) else f", {delta:+.2f} dB vs base")
+        sections.append(f"<details class='video' id='{anchors[r['video']]}'{opened}><summary>{title}</summary>"
                         f"{''.join(parts)}</details>")
-    return "<h2>Videos</h2>" + "".join(sections)
+    return "<h2>Videos</h2>" + "".join(sections) if sections else ""
 
 
 def write_html(summary: pd.DataFrame, out_html: str | Path, notes: str, bases: list[dict] | None = None,
-               csv_name: str = "summary.csv", videos: dict[str, VideoFiles] | None = None) -> None:
+               csv_name: str = "summary.csv", videos: dict[str, VideoFiles] | None = None,
+               verdicts: dict[str, Verdict] | None = None) -> None:
     """The summary as one self-contained page (no downloads): a sentence per protocol, a compact
     table (what was delivered against the base model and bicubic, with units), the videos that did
     not finish with a link to each one's log, and every column of `csv_name` behind a toggle. Click
     a heading to sort by it; type in the box to keep the rows holding every word. `bases`
-    (`base_rows`): the base models, as a table under it. `videos`: each scored video's folder,
-    for its section (crops, per-frame plot, side-by-side video, the guard's rounds)."""
+    (`base_rows`): the base models, as a table under it. `videos`: each scored video's folder, and
+    `verdicts` (`read_verdicts`), for its section (crops, per-frame plot, side-by-side video, the
+    guard's rounds)."""
     page_dir = Path(out_html).parent
+    anchors = _anchors(summary) if videos else {}
     sentences = "".join(f"<p class='headline'>{html.escape(line)}</p>" for line in headline(summary))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>videnhance report</title>"
             f"<style>{HTML_STYLE}</style></head><body><h1>videnhance report</h1>{sentences}"
             f"<input id='filter' placeholder='filter: words every shown row must contain'>"
-            f"{_compact_html(summary, bool(videos))}{_failed_html(summary, page_dir)}"
+            f"{_compact_html(summary, anchors)}{_failed_html(summary, page_dir)}"
             f"<details><summary>Every column (as in <a href='{html.escape(csv_name)}'>{html.escape(csv_name)}</a>)"
-            f"</summary>{_full_html(summary)}</details>{_videos_html(summary, videos or {}, page_dir)}"
+            f"</summary>{_full_html(summary)}</details>"
+            f"{_videos_html(summary, anchors, videos or {}, verdicts or {}, page_dir)}"
             f"{_bases_html(bases or [])}<p>{html.escape(notes)}</p><script>{HTML_SCRIPT}</script></body></html>\n")
     atomic_write_text(out_html, page)
 
@@ -494,7 +489,8 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     """Write the summary (csv, md, html), the run's plot and `out_run`: run.json, a record that the
     run was complete. With `outcomes` where some video did not finish, run.json is removed instead,
     so the workflow's `report` rule runs again once every video has its scores."""
-    summary = build_summary(score_files, verdict_files, scales, metas, outcomes)
+    verdicts = read_verdicts(verdict_files)
+    summary = build_summary(score_files, verdicts, scales, metas, outcomes)
     with atomic_output(out_csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4f")
     protocol = PROTOCOL.format(border=border, degradation=degradation, kernel=KERNELS[degradation])
@@ -513,8 +509,8 @@ def write_report(score_files: list[str | Path], verdict_files: list[str | Path],
     table = markdown_table(summary)
     base_md = "\n" + bases_table(rows) if rows else ""
     atomic_write_text(out_md, "# videnhance report\n\n" + table + base_md + "\n" + notes + "\n")
-    folders = {Path(f).parent.name: VideoFiles(str(Path(f).parent)) for f in verdict_files}
-    write_html(summary, out_html, notes, rows, Path(out_csv).name, folders)
+    videos = {Path(f).parent.name: VideoFiles(str(Path(f).parent)) for f in verdict_files}
+    write_html(summary, out_html, notes, rows, Path(out_csv).name, videos, verdicts)
     plot_gains(summary, out_gains_png)
     done = int((summary.status == "done").sum())
     if len(missing):
